@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace loom {
 
@@ -37,6 +38,10 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   RopeStyle rope_style = RopeStyle::kNeox;
   RopeScaling rope_scaling;
+  // Per-pair frequency divisors, [head_dim / 2]; empty = none. The loader fills it from GGUF's
+  // rope_freqs tensor or computes it from an HF llama3 rope_scaling block, so the decoder only
+  // divides: inv_freq[i] = rope_theta^(-2i/head_dim) / rope_freq_factors[i].
+  std::vector<float> rope_freq_factors;
   bool tied_embeddings = false;   // no separate output matrix: logits use the embedding table
   bool qkv_bias = false;          // Qwen2
 
