@@ -1,6 +1,18 @@
-#include <cstdio>
+// loom: an LLM inference server built around continuous batching.
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
 
 int main(int argc, char** argv) {
-  std::fprintf(stderr, "loom: not built yet\n");
-  return 1;
+  CLI::App app{"loom: LLM inference with continuous batching"};
+  app.require_subcommand(1);
+  loom::cli::add_info_command(app);
+  loom::cli::add_generate_command(app);
+  loom::cli::add_serve_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return 0;
 }

@@ -48,6 +48,7 @@ struct SchedulerConfig {
   float profiled_quantile = 0.9f;        // kProfiled: quantile of observed output lengths
   float reservation_buffer = 0.05f;      // kProfiled: extra share of the pool kept in reserve
   int32_t profiled_min_samples = 16;     // below this many finished requests, reserve max_tokens
+  int32_t profiled_window = 1000;        // kProfiled: learn from the last this many finished
   PreemptionMode preemption = PreemptionMode::kAuto;
   bool priority_preemption = true;       // a waiting higher-priority request may preempt
   int64_t aging_us_per_level = 5000000;  // waiting this long raises priority by one level (0 = off)

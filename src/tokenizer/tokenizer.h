@@ -41,13 +41,16 @@ class IncrementalDecoder {
  public:
   IncrementalDecoder(const Tokenizer& tokenizer, bool skip_special)
       : tokenizer_(&tokenizer), skip_special_(skip_special) {}
-  std::string push(TokenId id);  // text that became complete with this token
-  std::string flush();           // whatever is held back, invalid bytes replaced by U+FFFD
+  // Text that became complete with this token: always valid UTF-8 (bytes that can never start
+  // or continue a character come out as U+FFFD right away rather than stalling the stream).
+  std::string push(TokenId id);
+  std::string flush();  // whatever is held back, invalid bytes replaced by U+FFFD
 
  private:
   const Tokenizer* tokenizer_;
   bool skip_special_;
-  std::string pending_;  // bytes of an incomplete UTF-8 character
+  std::string pending_;   // bytes of an incomplete UTF-8 character
+  bool started_ = false;  // some text has been produced (SentencePiece's leading space is gone)
 };
 
 }  // namespace loom

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the whole test suite: unit tests, end-to-end tests on the default
+# model, and the black-box HTTP server tests. Exit status is non-zero on any failure.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/setup.sh"
+cd "$root/build"
+ctest --output-on-failure -j1 --timeout 900
+cd "$root"
+LOOM_BIN="$root/build/loom" LOOM_MODEL="$root/models/SmolLM2-135M-Instruct.Q4_1.gguf" \
+  "$root/.venv/bin/python" -m pytest -q tests/e2e/server

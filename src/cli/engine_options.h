@@ -1,0 +1,52 @@
+// Command-line options shared by every subcommand that runs the engine (generate, serve, bench),
+// and the code that turns them into a loaded model, tokenizer and engine.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "engine/engine.h"
+#include "model/model_file.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace loom::cli {
+
+std::string default_model_path();  // models/SmolLM2-135M-Instruct.Q4_1.gguf next to the binary's repo
+
+struct EngineOptions {
+  std::string model_path;
+  std::string chat_template;  // override: chatml, llama3, llama2, mistral
+  double kv_cache_mib = 1024;
+  double swap_space_mib = 512;
+  int32_t block_size = 16;
+  int32_t threads = 0;
+  int32_t max_num_batched_tokens = 512;
+  int32_t max_num_seqs = 128;
+  int32_t max_model_len = 0;  // 0 = the model's context
+  bool no_chunked_prefill = false;
+  bool no_prefix_caching = false;
+  std::string batching = "continuous";
+  double dynamic_window_ms = 20;
+  std::string admission = "profiled";
+  std::string preemption = "auto";
+  double aging_s = 5;
+  int32_t max_waiting_requests = 4096;
+
+  void add_to(CLI::App& app);
+};
+
+struct LoadedEngine {
+  std::shared_ptr<const ModelFile> model;
+  std::shared_ptr<const Tokenizer> tokenizer;
+  std::optional<ChatTemplate> chat_template;  // absent when the model's is unknown and none named
+  std::string chat_template_error;
+  std::unique_ptr<Engine> engine;  // not started
+};
+
+// Loads the model, builds the backend, tokenizer and engine; errors name the problem.
+Result<std::unique_ptr<LoadedEngine>> load_engine(const EngineOptions& options);
+
+}  // namespace loom::cli

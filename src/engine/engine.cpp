@@ -1,0 +1,360 @@
+#include "engine/engine.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "engine/output_processor.h"
+#include "runner/model_runner.h"
+#include "sample/sampler.h"
+#include "sched/scheduler.h"
+#include "util/check.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+namespace loom {
+
+struct Engine::Impl {
+  Impl(std::unique_ptr<Backend> b, std::shared_ptr<const Tokenizer> t, ModelConfig mc,
+       EngineConfig c)
+      : backend(std::move(b)),
+        tokenizer(std::move(t)),
+        model_config(std::move(mc)),
+        config(std::move(c)),
+        pool(backend->kv_pool()),
+        runner(*backend) {
+    SchedulerConfig& sc = config.scheduler;
+    sc.block_size = pool.block_size;
+    sc.num_device_blocks = pool.num_device_blocks;
+    sc.num_host_blocks = pool.num_host_blocks;
+    sc.kv_bytes_per_block = pool.bytes_per_block;
+    sc.max_model_len = std::min(sc.max_model_len, model_config.max_context);
+    scheduler = std::make_unique<Scheduler>(sc);
+    metrics.kv_blocks_total = pool.num_device_blocks;
+    metrics.host_blocks_total = pool.num_host_blocks;
+  }
+
+  // --- shared with client threads (under mu) ---
+  struct Command {
+    enum class Kind { kSubmit, kAbort } kind;
+    SeqId id = 0;
+    Request request;
+    std::shared_ptr<RequestStream> stream;
+    uint64_t seed = 0;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Command> inbox;
+  int64_t inbox_prompt_tokens = 0;
+  int32_t waiting_snapshot = 0;          // scheduler's waiting requests at the last iteration
+  int64_t waiting_tokens_snapshot = 0;   // their prompt tokens
+  bool stop_requested = false;
+  std::atomic<bool> accepting{false};
+  std::atomic<SeqId> next_id{1};
+  std::atomic<int64_t> num_live{0};  // submitted and not yet finished (the drain waits for 0)
+  std::mt19937_64 seed_rng{std::random_device{}()};
+
+  // --- engine thread only ---
+  std::unique_ptr<Backend> backend;
+  std::shared_ptr<const Tokenizer> tokenizer;
+  ModelConfig model_config;
+  EngineConfig config;
+  KvPoolInfo pool;
+  ModelRunner runner;
+  std::unique_ptr<Scheduler> scheduler;
+  std::unordered_map<SeqId, std::unique_ptr<SeqOutput>> outputs;
+  SamplerScratch sampler_scratch;
+  int64_t last_preempt_swap = 0, last_preempt_recompute = 0;
+  int64_t last_prefix_query = 0, last_prefix_hit = 0;
+  EngineMetrics metrics;
+  std::thread thread;
+
+  SubmitResult submit(Request request);
+  void loop();
+  void drain_inbox();
+  bool step();
+  void finish(SeqId id, FinishReason reason, RequestOutput delta, const std::string& error = "");
+  void publish_gauges();
+};
+
+SubmitResult Engine::Impl::submit(Request request) {
+  SubmitResult r;
+  auto fail = [&](SubmitErrorCode code, std::string message) {
+    r.code = code;
+    r.error = std::move(message);
+    if (code == SubmitErrorCode::kQueueFull)
+      metrics.rejected_queue_full.fetch_add(1);
+    else
+      metrics.rejected_invalid.fetch_add(1);
+    return r;
+  };
+  if (!accepting.load()) return fail(SubmitErrorCode::kShuttingDown, "the server is shutting down");
+  const int32_t vocab = tokenizer->vocab_size();
+  if (request.prompt.empty()) return fail(SubmitErrorCode::kInvalid, "the prompt is empty");
+  for (TokenId t : request.prompt) {
+    if (t < 0 || t >= vocab)
+      return fail(SubmitErrorCode::kInvalid,
+                  "prompt token id " + std::to_string(t) + " is outside the vocabulary [0, " +
+                      std::to_string(vocab) + ")");
+  }
+  if (Status s = request.sampling.validate(vocab); !s.ok())
+    return fail(SubmitErrorCode::kInvalid, s.error());
+  if (Status s = scheduler->check_request(request); !s.ok())
+    return fail(SubmitErrorCode::kTooLong, s.error());
+  if (request.arrival_us == 0) request.arrival_us = now_us();
+
+  std::lock_guard<std::mutex> lock(mu);
+  const SchedulerConfig& sc = config.scheduler;
+  const int64_t prompt_tokens = static_cast<int64_t>(request.prompt.size());
+  if (waiting_snapshot + static_cast<int64_t>(inbox.size()) >= sc.max_waiting_requests)
+    return fail(SubmitErrorCode::kQueueFull,
+                "the waiting queue is full (" + std::to_string(sc.max_waiting_requests) +
+                    " requests); retry later");
+  if (waiting_tokens_snapshot + inbox_prompt_tokens + prompt_tokens > sc.max_waiting_tokens)
+    return fail(SubmitErrorCode::kQueueFull,
+                "the waiting queue is full (" + std::to_string(sc.max_waiting_tokens) +
+                    " prompt tokens); retry later");
+  Command cmd;
+  cmd.kind = Command::Kind::kSubmit;
+  cmd.id = next_id.fetch_add(1);
+  cmd.seed = request.sampling.seed ? *request.sampling.seed : seed_rng();
+  cmd.stream = std::make_shared<RequestStream>(cmd.id);
+  cmd.request = std::move(request);
+  r.stream = cmd.stream;
+  inbox_prompt_tokens += prompt_tokens;
+  num_live.fetch_add(1);
+  inbox.push_back(std::move(cmd));
+  cv.notify_one();
+  return r;
+}
+
+void Engine::Impl::drain_inbox() {
+  std::deque<Command> cmds;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    cmds.swap(inbox);
+    inbox_prompt_tokens = 0;
+  }
+  const int64_t now = now_us();
+  for (Command& c : cmds) {
+    if (c.kind == Command::Kind::kSubmit) {
+      const int32_t prompt_tokens = static_cast<int32_t>(c.request.prompt.size());
+      scheduler->add(c.id, std::move(c.request), now);
+      // SeqOutput keeps a reference to the params: the scheduler's copy, stable while it lives.
+      const Sequence* seq = scheduler->find(c.id);
+      LOOM_CHECK(seq != nullptr);
+      outputs.emplace(c.id, std::make_unique<SeqOutput>(c.stream, *tokenizer,
+                                                        seq->request.sampling, c.seed));
+      metrics.prompt_tokens.fetch_add(prompt_tokens);
+    } else {
+      if (outputs.count(c.id) == 0) continue;  // already finished
+      finish(c.id, FinishReason::kAbort, RequestOutput{});
+    }
+  }
+}
+
+void Engine::Impl::finish(SeqId id, FinishReason reason, RequestOutput delta,
+                          const std::string& error) {
+  auto it = outputs.find(id);
+  LOOM_CHECK(it != outputs.end(), "finish of unknown seq %ld", static_cast<long>(id));
+  const int64_t now = now_us();
+  Sequence* seq = scheduler->find(id);
+  LOOM_CHECK(seq != nullptr);
+  if (reason != FinishReason::kStop) it->second->flush(delta);
+  delta.seq_id = id;
+  delta.finish = reason;
+  delta.error = error;
+  delta.num_prompt_tokens = seq->num_prompt_tokens;
+  delta.num_cached_prompt_tokens = seq->num_cached_prompt_tokens;
+  delta.num_output_tokens = seq->num_output_tokens();
+  delta.timings = seq->timings;
+  delta.timings.finished_us = now;
+  scheduler->finish(id, reason, now);
+  metrics.finished_by_reason[static_cast<int>(reason)].fetch_add(1);
+  if (delta.timings.arrival_us > 0)
+    metrics.e2e_s.observe((now - delta.timings.arrival_us) * 1e-6);
+  it->second->stream().push(std::move(delta));
+  outputs.erase(it);
+  num_live.fetch_sub(1);
+}
+
+bool Engine::Impl::step() {
+  const int64_t t0 = now_us();
+  StepPlan plan = scheduler->schedule(t0);
+  if (plan.seqs.empty() && plan.swap_out.empty() && plan.swap_in.empty()) return false;
+  for (const ScheduledSeq& s : plan.seqs) {
+    SeqOutput& out = *outputs.at(s.id);
+    if (!out.first_scheduled_recorded) {
+      out.first_scheduled_recorded = true;
+      Sequence* seq = scheduler->find(s.id);
+      seq->timings.first_scheduled_us = t0;
+      metrics.queue_s.observe((t0 - seq->request.arrival_us) * 1e-6);
+    }
+  }
+  const float* logits = runner.execute(plan);
+
+  // Sample one token per row, in plan order.
+  StepResult result;
+  const int32_t vocab = runner.vocab_size();
+  int32_t row = 0;
+  bool want_logprobs = false;
+  for (const ScheduledSeq& s : plan.seqs) {
+    if (!s.sample) continue;
+    const Sequence* seq = scheduler->find(s.id);
+    const SamplingParams& params = seq->request.sampling;
+    SampleInput in;
+    in.logits = logits + static_cast<size_t>(row) * vocab;
+    in.vocab_size = vocab;
+    in.params = &params;
+    in.prompt = std::span<const TokenId>(seq->tokens.data(), seq->num_prompt_tokens);
+    in.output = std::span<const TokenId>(seq->tokens.data() + seq->num_prompt_tokens,
+                                         seq->num_output_tokens());
+    in.seed = outputs.at(s.id)->seed();
+    in.step = seq->num_output_tokens();
+    in.eos_ids = params.ignore_eos ? std::span<const TokenId>() : tokenizer->eos_ids();
+    SampleOutput o = sample_token(in, sampler_scratch);
+    result.ids.push_back(s.id);
+    result.sampled.push_back(o.token);
+    result.logprobs.push_back(std::move(o.logprobs));
+    want_logprobs |= params.logprobs >= 0;
+    ++row;
+  }
+  const int64_t t1 = now_us();
+  result.execute_us = t1 - t0;
+  scheduler->update(plan, result, t1);
+  metrics.iterations.fetch_add(1);
+
+  // Deltas, stop checks, finishes.
+  for (size_t i = 0; i < result.ids.size(); ++i) {
+    const SeqId id = result.ids[i];
+    Sequence* seq = scheduler->find(id);
+    SeqOutput& out = *outputs.at(id);
+    if (seq->num_output_tokens() == 1 && seq->timings.first_token_us == 0) {
+      seq->timings.first_token_us = t1;
+      metrics.ttft_s.observe((t1 - seq->request.arrival_us) * 1e-6);
+    } else if (out.last_token_us > 0) {
+      metrics.itl_s.observe((t1 - out.last_token_us) * 1e-6);
+    }
+    out.last_token_us = t1;
+    metrics.generation_tokens.fetch_add(1);
+    RequestOutput delta;
+    delta.seq_id = id;
+    const TokenLogprobs* lp = seq->request.sampling.logprobs >= 0 ? &result.logprobs[i] : nullptr;
+    std::optional<FinishReason> reason =
+        out.on_token(result.sampled[i], lp, seq->num_output_tokens(), seq->num_tokens(),
+                     config.scheduler.max_model_len, delta);
+    delta.num_prompt_tokens = seq->num_prompt_tokens;
+    delta.num_output_tokens = seq->num_output_tokens();
+    if (reason) {
+      finish(id, *reason, std::move(delta));
+    } else {
+      out.stream().push(std::move(delta));
+    }
+  }
+  (void)want_logprobs;
+  return true;
+}
+
+void Engine::Impl::publish_gauges() {
+  const SchedulerStats st = scheduler->stats();
+  for (int t = 0; t < 3; ++t) {
+    metrics.running[t] = st.running_by_tier[t];
+    metrics.waiting[t] = st.waiting_by_tier[t];
+    metrics.swapped[t] = st.swapped_by_tier[t];
+  }
+  metrics.kv_blocks_used = st.num_used_blocks;
+  metrics.kv_blocks_cached = st.num_cached_blocks;
+  metrics.host_blocks_used = st.num_host_blocks_used;
+  metrics.preemptions_swap += st.num_preemptions_swap - last_preempt_swap;
+  metrics.preemptions_recompute += st.num_preemptions_recompute - last_preempt_recompute;
+  metrics.prefix_cache_query_tokens += st.prefix_query_tokens - last_prefix_query;
+  metrics.prefix_cache_hit_tokens += st.prefix_hit_tokens - last_prefix_hit;
+  last_preempt_swap = st.num_preemptions_swap;
+  last_preempt_recompute = st.num_preemptions_recompute;
+  last_prefix_query = st.prefix_query_tokens;
+  last_prefix_hit = st.prefix_hit_tokens;
+  std::lock_guard<std::mutex> lock(mu);
+  waiting_snapshot = st.num_waiting;
+  waiting_tokens_snapshot = st.num_waiting_tokens;
+}
+
+void Engine::Impl::loop() {
+  while (true) {
+    drain_inbox();
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      if (stop_requested) break;
+    }
+    const bool worked = scheduler->has_work() && step();
+    publish_gauges();
+#ifndef NDEBUG
+    scheduler->check_invariants();
+#endif
+    if (!worked) {
+      std::unique_lock<std::mutex> lock(mu);
+      // Idle, or waiting for a dynamic batch window: sleep until new input (or a short tick).
+      int64_t wait_us = scheduler->has_work() ? 1000 : 100000;
+      if (auto event = scheduler->next_event_us()) wait_us = std::max<int64_t>(0, *event - now_us());
+      cv.wait_for(lock, std::chrono::microseconds(wait_us),
+                  [&] { return !inbox.empty() || stop_requested; });
+    }
+  }
+  // Abort whatever is left so no client waits forever.
+  std::vector<SeqId> left;
+  for (auto& [id, out] : outputs) left.push_back(id);
+  for (SeqId id : left) finish(id, FinishReason::kAbort, RequestOutput{});
+  publish_gauges();
+}
+
+Engine::Engine(std::unique_ptr<Backend> backend, std::shared_ptr<const Tokenizer> tokenizer,
+               ModelConfig model_config, EngineConfig config)
+    : impl_(std::make_unique<Impl>(std::move(backend), std::move(tokenizer),
+                                   std::move(model_config), std::move(config))) {}
+
+Engine::~Engine() { shutdown(std::chrono::milliseconds(0)); }
+
+void Engine::start() {
+  LOOM_CHECK(!impl_->thread.joinable(), "engine started twice");
+  impl_->accepting = true;
+  impl_->thread = std::thread([this] { impl_->loop(); });
+}
+
+void Engine::shutdown(std::chrono::milliseconds drain_deadline) {
+  impl_->accepting = false;
+  if (!impl_->thread.joinable()) return;
+  const auto deadline = std::chrono::steady_clock::now() + drain_deadline;
+  // Let queued and running work finish until the deadline.
+  while (impl_->num_live.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stop_requested = true;
+  }
+  impl_->cv.notify_all();
+  impl_->thread.join();
+}
+
+SubmitResult Engine::submit(Request request) { return impl_->submit(std::move(request)); }
+
+void Engine::abort(SeqId id) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Impl::Command cmd;
+  cmd.kind = Impl::Command::Kind::kAbort;
+  cmd.id = id;
+  impl_->inbox.push_back(std::move(cmd));
+  impl_->cv.notify_one();
+}
+
+bool Engine::accepting() const { return impl_->accepting.load(); }
+EngineMetrics& Engine::metrics() { return impl_->metrics; }
+const Tokenizer& Engine::tokenizer() const { return *impl_->tokenizer; }
+const ModelConfig& Engine::model_config() const { return impl_->model_config; }
+const EngineConfig& Engine::config() const { return impl_->config; }
+const KvPoolInfo& Engine::kv_pool() const { return impl_->pool; }
+
+}  // namespace loom
