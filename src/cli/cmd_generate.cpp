@@ -37,7 +37,8 @@ int generate_one(const GenerateOptions& o, LoadedEngine& le) {
     parse_special = true;
   }
   Request req;
-  req.prompt = le.tokenizer->encode(text, /*add_special=*/true, parse_special);
+  // A chat template writes BOS itself where the model wants one.
+  req.prompt = le.tokenizer->encode(text, /*add_special=*/!o.chat, parse_special);
   req.sampling = o.sampling;
   req.sampling.stop = o.stop;
   req.sampling.seed = o.seed;

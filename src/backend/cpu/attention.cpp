@@ -65,10 +65,28 @@ void paged_attention(const ForwardBatch& batch, const float* q, int32_t layer,
     }
   }
   const int64_t num_tasks = static_cast<int64_t>(tasks.size());
+  const int32_t group = shape.num_heads / shape.num_kv_heads;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t i = 0; i < num_tasks; ++i) {
-    const Task& task = tasks[i];
-    fn(batch, q, layer, shape, kv, task.seq, task.kv_head, task.t_begin, task.t_end, out);
+    const Task& t = tasks[i];
+    detail::AttentionTask a;
+    a.q = q;
+    a.out = out;
+    a.positions = batch.positions.data();
+    a.block_table = batch.block_tables.data() + static_cast<size_t>(t.seq) * batch.max_blocks_per_seq;
+    a.k_base = kv.k(0, layer, t.kv_head);
+    a.v_base = kv.v(0, layer, t.kv_head);
+    a.block_stride = static_cast<int64_t>(kv.layout().block_elems());
+    a.num_device_blocks = kv.num_device_blocks();
+    a.block_size = kv.layout().block_size;
+    a.num_heads = shape.num_heads;
+    a.head_dim = shape.head_dim;
+    a.group = group;
+    a.kv_head = t.kv_head;
+    a.t_begin = t.t_begin;
+    a.t_end = t.t_end;
+    a.scale = shape.scale;
+    fn(a);
   }
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "backend/cpu/kv_storage.h"
+#include "backend/cpu/attention_task.h"
 #include "backend/forward_batch.h"
 
 namespace loom::cpu {
@@ -27,24 +28,6 @@ void write_kv(const ForwardBatch& batch, const float* k, const float* v, int32_t
 void paged_attention(const ForwardBatch& batch, const float* q, int32_t layer,
                      const AttentionShape& shape, KvStorage& kv, float* out);
 
-namespace detail {
-// One task: tokens [t_begin, t_end) of sequence `seq`, all query heads of KV head `kv_head`.
-// Implemented once per instruction set (attention_impl.inc).
-using AttentionTaskFn = void (*)(const ForwardBatch& batch, const float* q, int32_t layer,
-                                 const AttentionShape& shape, KvStorage& kv, int32_t seq,
-                                 int32_t kv_head, int32_t t_begin, int32_t t_end, float* out);
-namespace generic {
-void attention_task(const ForwardBatch&, const float*, int32_t, const AttentionShape&, KvStorage&,
-                    int32_t, int32_t, int32_t, int32_t, float*);
-}
-namespace avx2 {
-void attention_task(const ForwardBatch&, const float*, int32_t, const AttentionShape&, KvStorage&,
-                    int32_t, int32_t, int32_t, int32_t, float*);
-}
-namespace avx512 {
-void attention_task(const ForwardBatch&, const float*, int32_t, const AttentionShape&, KvStorage&,
-                    int32_t, int32_t, int32_t, int32_t, float*);
-}
-}  // namespace detail
+
 
 }  // namespace loom::cpu

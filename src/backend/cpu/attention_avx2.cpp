@@ -1,7 +1,7 @@
 // AVX2 + F16C build of the attention task.
 #include <immintrin.h>
 
-#include "backend/cpu/attention.h"
+#include "backend/cpu/attention_task.h"
 #include "util/check.h"
 
 namespace {

@@ -1,5 +1,5 @@
 // Portable build of the attention task (no ISA beyond the baseline).
-#include "backend/cpu/attention.h"
+#include "backend/cpu/attention_task.h"
 #include "backend/cpu/kernels/fp16.h"
 #include "util/check.h"
 

@@ -29,25 +29,41 @@ std::vector<Isa> supported_isas() {
   return out;
 }
 
-// Runs matmul under a given ISA and thread count, restoring both.
+constexpr ActivationPrecision kPrecisions[] = {ActivationPrecision::kInt8,
+                                               ActivationPrecision::kInt16};
+
+bool is_q32(DType type) {
+  return type == DType::kQ4_0 || type == DType::kQ4_1 || type == DType::kQ5_0 ||
+         type == DType::kQ5_1 || type == DType::kQ8_0;
+}
+
+// Runs matmul under a given ISA, thread count and activation precision, restoring all three.
 std::vector<float> run(Isa isa, int threads, const TensorView& w, const std::vector<float>& x,
-                       int64_t m) {
+                       int64_t m, ActivationPrecision precision = ActivationPrecision::kInt8) {
   const Isa saved = active_isa();
   set_active_isa(isa);
   const int saved_threads = num_threads();
   set_num_threads(threads);
+  const ActivationPrecision saved_precision = activation_precision();
+  set_activation_precision(precision);
   std::vector<float> y(static_cast<size_t>(m * w.rows()), std::nanf(""));
   matmul(w, x.data(), m, y.data());
+  set_activation_precision(saved_precision);
   set_num_threads(saved_threads);
   set_active_isa(saved);
   return y;
 }
 
 // Bound on |matmul - exact| for one output: activations are quantized per block (32 values, or
-// 256 for k-quants) with step d = max|x| / 127, so each is off by at most d / 2 (Q8_K: 127 too);
-// the error is at most sum_j |w_j| * d_block(j) / 2. Float rounding of the accumulation adds a
-// relative 1e-5 of sum |w x|. Float weights take float activations: rounding only.
-double error_bound(DType type, const float* w, const float* x, int64_t k) {
+// 256 for k-quants) with step d = max|x| / 127 (kInt16: / 32767 for the 32-value types; Q8_K is
+// always 127), so each is off by at most d / 2; the error is at most sum_j |w_j| * d_block(j) / 2.
+// Float rounding of the accumulation adds a relative 1e-5 of sum |w x| (kInt16: 4e-6: a few
+// dozen float roundings of 6e-8 each, on sums up to 4x sum |w x| where Q8_0 weights carry the
+// +128 offset). Float weights take float activations: rounding only.
+double error_bound(DType type, const float* w, const float* x, int64_t k,
+                   ActivationPrecision precision = ActivationPrecision::kInt8) {
+  const bool int16 = precision == ActivationPrecision::kInt16 && is_q32(type);
+  const double levels = int16 ? 32767.0 : 127.0;
   const int64_t block = type == DType::kQ4_K || type == DType::kQ5_K || type == DType::kQ6_K ? 256
                         : dtype_info(type).block_elems == 1                                  ? 0
                                                                                              : 32;
@@ -60,9 +76,9 @@ double error_bound(DType type, const float* w, const float* x, int64_t k) {
       wsum += std::fabs(w[j]);
       magnitude += std::fabs(static_cast<double>(w[j]) * x[j]);
     }
-    if (block) bound += wsum * amax / 127.0 * 0.5;
+    if (block) bound += wsum * amax / levels * 0.5;
   }
-  return bound * 1.01 + magnitude * 1e-5 + 1e-6;
+  return bound * 1.01 + magnitude * (int16 ? 4e-6 : 1e-5) + 1e-6;
 }
 
 struct Shape {
@@ -81,31 +97,36 @@ TEST_P(MatmulTest, MatchesFloatReferenceOnEveryIsa) {
     RandomWeights w(type, s.k, s.n_out, 1234 + static_cast<uint32_t>(s.k));
     const std::vector<float> wf = w.dequantized();
     const std::vector<float> x = random_floats(static_cast<size_t>(s.m * s.k), 99);
-    std::vector<std::vector<float>> results;
-    for (Isa isa : supported_isas()) {
-      const std::vector<float> y = run(isa, 2, w.view, x, s.m);
-      for (int64_t i = 0; i < s.m; ++i) {
-        for (int64_t j = 0; j < s.n_out; ++j) {
-          double exact = 0.0;
-          for (int64_t l = 0; l < s.k; ++l) {
-            exact += static_cast<double>(wf[j * s.k + l]) * x[i * s.k + l];
+    for (ActivationPrecision precision : kPrecisions) {
+      std::vector<std::vector<float>> results;
+      for (Isa isa : supported_isas()) {
+        const std::vector<float> y = run(isa, 2, w.view, x, s.m, precision);
+        for (int64_t i = 0; i < s.m; ++i) {
+          for (int64_t j = 0; j < s.n_out; ++j) {
+            double exact = 0.0;
+            for (int64_t l = 0; l < s.k; ++l) {
+              exact += static_cast<double>(wf[j * s.k + l]) * x[i * s.k + l];
+            }
+            const double bound = error_bound(type, &wf[j * s.k], &x[i * s.k], s.k, precision);
+            ASSERT_NEAR(y[i * s.n_out + j], exact, bound)
+                << dtype_name(type) << " " << isa_name(isa) << " "
+                << activation_precision_name(precision) << " k=" << s.k << " n=" << s.n_out
+                << " m=" << s.m << " at " << i << "," << j;
           }
-          const double bound = error_bound(type, &wf[j * s.k], &x[i * s.k], s.k);
-          ASSERT_NEAR(y[i * s.n_out + j], exact, bound)
-              << dtype_name(type) << " " << isa_name(isa) << " k=" << s.k << " n=" << s.n_out
-              << " m=" << s.m << " at " << i << "," << j;
         }
+        results.push_back(y);
       }
-      results.push_back(y);
-    }
-    // The ISAs quantize activations identically, so they differ only by float rounding.
-    for (size_t r = 1; r < results.size(); ++r) {
-      for (size_t e = 0; e < results[0].size(); ++e) {
-        const size_t i = e / s.n_out, j = e % s.n_out;
-        double magnitude = 0.0;
-        for (int64_t l = 0; l < s.k; ++l) magnitude += std::fabs(wf[j * s.k + l] * x[i * s.k + l]);
-        ASSERT_NEAR(results[r][e], results[0][e], magnitude * 2e-6 + 1e-6)
-            << dtype_name(type) << " " << isa_name(supported_isas()[r]) << " vs scalar";
+      // The ISAs quantize activations identically, so they differ only by float rounding.
+      for (size_t r = 1; r < results.size(); ++r) {
+        for (size_t e = 0; e < results[0].size(); ++e) {
+          const size_t i = e / s.n_out, j = e % s.n_out;
+          double magnitude = 0.0;
+          for (int64_t l = 0; l < s.k; ++l)
+            magnitude += std::fabs(wf[j * s.k + l] * x[i * s.k + l]);
+          ASSERT_NEAR(results[r][e], results[0][e], magnitude * 2e-6 + 1e-6)
+              << dtype_name(type) << " " << isa_name(supported_isas()[r]) << " vs scalar, "
+              << activation_precision_name(precision);
+        }
       }
     }
   }
@@ -119,21 +140,38 @@ TEST_P(MatmulTest, BatchInvariant) {
   const int64_t n_out = 37;  // not a multiple of any tile or chunk
   RandomWeights w(type, k, n_out, 77);
   const std::vector<float> probe = random_floats(static_cast<size_t>(k), 5);
-  for (Isa isa : supported_isas()) {
-    const std::vector<float> alone = run(isa, 1, w.view, probe, 1);
-    const int64_t batch_sizes[] = {1, 3, 7, 32, 64, 512};
-    for (int64_t m : batch_sizes) {
-      if (dtype_info(type).block_elems == 256 && m > 64) continue;  // scalar k-quants are slow
-      for (int threads : {1, 2}) {
-        std::vector<float> x = random_floats(static_cast<size_t>(m * k), 1000 + m + threads);
-        const int64_t pos = (m * 5 + threads) % m;  // varies the row's place in the tiles
-        std::memcpy(&x[pos * k], probe.data(), k * sizeof(float));
-        const std::vector<float> y = run(isa, threads, w.view, x, m);
-        ASSERT_EQ(std::memcmp(&y[pos * n_out], alone.data(), n_out * sizeof(float)), 0)
-            << dtype_name(type) << " " << isa_name(isa) << " m=" << m << " row " << pos
-            << " threads=" << threads;
+  for (ActivationPrecision precision : kPrecisions) {
+    for (Isa isa : supported_isas()) {
+      const std::vector<float> alone = run(isa, 1, w.view, probe, 1, precision);
+      const int64_t batch_sizes[] = {1, 3, 7, 32, 64, 512};
+      for (int64_t m : batch_sizes) {
+        if (dtype_info(type).block_elems == 256 && m > 64) continue;  // scalar k-quants are slow
+        for (int threads : {1, 2}) {
+          std::vector<float> x = random_floats(static_cast<size_t>(m * k), 1000 + m + threads);
+          const int64_t pos = (m * 5 + threads) % m;  // varies the row's place in the tiles
+          std::memcpy(&x[pos * k], probe.data(), k * sizeof(float));
+          const std::vector<float> y = run(isa, threads, w.view, x, m, precision);
+          ASSERT_EQ(std::memcmp(&y[pos * n_out], alone.data(), n_out * sizeof(float)), 0)
+              << dtype_name(type) << " " << isa_name(isa) << " "
+              << activation_precision_name(precision) << " m=" << m << " row " << pos
+              << " threads=" << threads;
+        }
       }
     }
+  }
+}
+
+// kInt16 changes only the 32-value block types: k-quant and float weights give the same bits.
+TEST_P(MatmulTest, PrecisionModeAffectsOnlyQ32Types) {
+  const DType type = GetParam();
+  const int64_t k = dtype_info(type).block_elems == 256 ? 512 : 576, n_out = 9, m = 5;
+  RandomWeights w(type, k, n_out, 31);
+  const std::vector<float> x = random_floats(static_cast<size_t>(m * k), 32);
+  for (Isa isa : supported_isas()) {
+    const std::vector<float> y8 = run(isa, 2, w.view, x, m, ActivationPrecision::kInt8);
+    const std::vector<float> y16 = run(isa, 2, w.view, x, m, ActivationPrecision::kInt16);
+    const bool same = std::memcmp(y8.data(), y16.data(), y8.size() * sizeof(float)) == 0;
+    EXPECT_EQ(same, !is_q32(type)) << dtype_name(type) << " " << isa_name(isa);
   }
 }
 
@@ -152,6 +190,95 @@ TEST(MatmulTest, ZeroActivationsGiveZero) {
   const std::vector<float> x(3 * 128, 0.0f);
   for (Isa isa : supported_isas()) {
     for (float v : run(isa, 2, w.view, x, 3)) EXPECT_EQ(v, 0.0f) << isa_name(isa);
+  }
+}
+
+TEST(ActivationPrecisionTest, SetAndGet) {
+  const ActivationPrecision saved = activation_precision();
+  set_activation_precision(ActivationPrecision::kInt16);
+  EXPECT_EQ(activation_precision(), ActivationPrecision::kInt16);
+  set_activation_precision(ActivationPrecision::kInt8);
+  EXPECT_EQ(activation_precision(), ActivationPrecision::kInt8);
+  EXPECT_STREQ(activation_precision_name(ActivationPrecision::kInt16), "int16");
+  set_activation_precision(saved);
+}
+
+TEST(ActivationPrecisionTest, ZeroActivationsGiveZero) {
+  RandomWeights w(DType::kQ4_1, 128, 9, 2);
+  const std::vector<float> x(3 * 128, 0.0f);
+  for (Isa isa : supported_isas()) {
+    for (float v : run(isa, 2, w.view, x, 3, ActivationPrecision::kInt16)) {
+      EXPECT_EQ(v, 0.0f) << isa_name(isa);
+    }
+  }
+}
+
+// Root-mean-square error against the exact product over a 1536 x 64 matrix and 8 rows: 16-bit
+// activations must cut it by far more than 50x (the quantization step shrinks 258x; what is left
+// is float rounding). Real activations have outliers, so x mixes a few large values in.
+TEST(ActivationPrecisionTest, Int16IsFarMoreAccurateThanInt8) {
+  const int64_t k = 1536, n_out = 64, m = 8;
+  for (DType type : {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0}) {
+    RandomWeights w(type, k, n_out, 5);
+    const std::vector<float> wf = w.dequantized();
+    std::vector<float> x = random_floats(static_cast<size_t>(m * k), 6);
+    for (size_t i = 0; i < x.size(); i += 97) x[i] *= 20.0f;
+    for (Isa isa : supported_isas()) {
+      double err2[2] = {0.0, 0.0};
+      for (int p = 0; p < 2; ++p) {
+        const std::vector<float> y = run(isa, 2, w.view, x, m, kPrecisions[p]);
+        for (int64_t i = 0; i < m; ++i) {
+          for (int64_t j = 0; j < n_out; ++j) {
+            double exact = 0.0;
+            for (int64_t l = 0; l < k; ++l)
+              exact += static_cast<double>(wf[j * k + l]) * x[i * k + l];
+            err2[p] += (y[i * n_out + j] - exact) * (y[i * n_out + j] - exact);
+          }
+        }
+      }
+      EXPECT_LT(std::sqrt(err2[1]) * 50.0, std::sqrt(err2[0]))
+          << dtype_name(type) << " " << isa_name(isa) << " int8 rms^2 " << err2[0]
+          << " int16 rms^2 " << err2[1];
+    }
+  }
+}
+
+// Largest magnitudes everywhere (activations all +-max, so every q is +-32767; weight codes at
+// both ends of their range) to show the int32 block sums cannot overflow on any path.
+TEST(ActivationPrecisionTest, ExtremeValuesStayExact) {
+  const int64_t k = 128, m = 2;
+  std::vector<float> x(static_cast<size_t>(m * k));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = i < static_cast<size_t>(k) ? 3.0f : -3.0f;
+  for (DType type : {DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0}) {
+    RandomWeights w(type, k, 4, 9);
+    // Rows 0/1: every weight code at its minimum / maximum (all bits clear / set), rows 2/3
+    // alternate; only the scale fields (2 or 4 bytes at the block start) are kept.
+    const int32_t block_bytes = dtype_info(type).block_bytes;
+    const int32_t header = type == DType::kQ4_1 || type == DType::kQ5_1 ? 4 : 2;
+    const size_t row = row_bytes(type, k);
+    for (int64_t r = 0; r < 4; ++r) {
+      for (int64_t b = 0; b < k / 32; ++b) {
+        uint8_t* blk = w.bytes.data() + r * row + b * block_bytes;
+        uint8_t fill = r == 0 ? 0x00 : r == 1 ? 0xFF : (b % 2 ? 0x00 : 0xFF);
+        if (type == DType::kQ8_0) fill = fill == 0x00 ? 0x80 : 0x7F;  // -128 / 127
+        std::memset(blk + header, fill, static_cast<size_t>(block_bytes - header));
+      }
+    }
+    const std::vector<float> wf = w.dequantized();
+    for (Isa isa : supported_isas()) {
+      const std::vector<float> y = run(isa, 2, w.view, x, m, ActivationPrecision::kInt16);
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < 4; ++j) {
+          double exact = 0.0, magnitude = 0.0;
+          for (int64_t l = 0; l < k; ++l) {
+            exact += static_cast<double>(wf[j * k + l]) * x[i * k + l];
+            magnitude += std::fabs(static_cast<double>(wf[j * k + l]) * x[i * k + l]);
+          }
+          EXPECT_NEAR(y[i * 4 + j], exact, magnitude * 1e-5 + 1e-6)
+              << dtype_name(type) << " " << isa_name(isa) << " row " << i << " col " << j;
+        }
+      }
+    }
   }
 }
 

@@ -1,10 +1,12 @@
-// matmul driver: validates shapes, quantizes activation rows once, and splits output columns
-// over OpenMP threads. The per-ISA kernels live in q32_*.cpp and float_dot_*.cpp.
+// matmul driver: validates shapes, quantizes activation rows once (8 or 16 bits for the 32-value
+// types, activation_precision()), and splits output columns over OpenMP threads. The per-ISA
+// kernels live in q32_*.cpp and float_dot_*.cpp.
 #include "backend/cpu/kernels/matmul.h"
 
 #include <omp.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "backend/cpu/kernels/blocks.h"
@@ -13,6 +15,7 @@
 #include "backend/cpu/kernels/q32.h"
 #include "backend/cpu/kernels/quant.h"
 #include "util/check.h"
+#include "util/log.h"
 
 namespace loom::cpu {
 namespace {
@@ -70,7 +73,21 @@ constexpr int64_t kDirectMaxRows = 3;
 // it saves. Results do not depend on the thread count, so this is only a speed choice.
 constexpr int64_t kMinParallelMacs = 1 << 16;
 
-Q32Ops q32_ops(Isa isa) {
+Q32Ops q32_ops(Isa isa, ActivationPrecision precision) {
+  if (precision == ActivationPrecision::kInt16) {
+    switch (isa) {
+      case Isa::kAvx512:
+        return {avx512::q32_act16_row_bytes, avx512::q32_col_bytes, avx512::q32_pack_act16,
+                avx512::q32_pack_col,        avx512::q32_gemm16,    avx512::q32_gemm16_direct};
+      case Isa::kAvx2:
+        return {q32::act16_row_bytes, q32::col_bytes,   q32::pack_act16,
+                avx2::q32_pack_col,   avx2::q32_gemm16, nullptr};
+      case Isa::kScalar:
+        break;
+    }
+    return {q32::act16_row_bytes, q32::col_bytes, q32::pack_act16,
+            q32::pack_col,        q32::gemm16,    nullptr};
+  }
   switch (isa) {
     case Isa::kAvx512:
       return {avx512::q32_act_row_bytes, avx512::q32_col_bytes, avx512::q32_pack_act,
@@ -86,7 +103,7 @@ Q32Ops q32_ops(Isa isa) {
 
 void matmul_q32(const TensorView& w, const float* x, int64_t m, int64_t k, int64_t n_out,
                 float* y) {
-  const Q32Ops ops = q32_ops(active_isa());
+  const Q32Ops ops = q32_ops(active_isa(), activation_precision());
   const size_t act_stride = ops.act_row_bytes(k);
   const size_t col_stride = ops.col_bytes(k);
   const size_t scratch_bytes = q32::act_row_bytes(k);
@@ -152,6 +169,21 @@ void matmul_kquant(const TensorView& w, const float* x, int64_t m, int64_t k, in
   }
 }
 
+ActivationPrecision precision_from_env() {
+  const char* env = std::getenv("LOOM_CPU_ACT_PRECISION");
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "int8") == 0) {
+    return ActivationPrecision::kInt8;
+  }
+  if (std::strcmp(env, "int16") == 0) return ActivationPrecision::kInt16;
+  LOOM_LOG_WARN("LOOM_CPU_ACT_PRECISION=%s is not one of int8|int16; using int8", env);
+  return ActivationPrecision::kInt8;
+}
+
+ActivationPrecision& precision_slot() {
+  static ActivationPrecision precision = precision_from_env();
+  return precision;
+}
+
 }  // namespace
 
 void matmul(const TensorView& w, const float* x, int64_t m, float* y) {
@@ -183,6 +215,18 @@ Status embedding_rows(const TensorView& table, const int32_t* ids, int64_t n, fl
     dequantize_row(table.type, table.row(ids[i]), out + i * hidden, hidden);
   }
   return ok_status();
+}
+
+void set_activation_precision(ActivationPrecision p) {
+  precision_slot() = p;
+}
+
+ActivationPrecision activation_precision() {
+  return precision_slot();
+}
+
+const char* activation_precision_name(ActivationPrecision p) {
+  return p == ActivationPrecision::kInt16 ? "int16" : "int8";
 }
 
 void set_num_threads(int n) {

@@ -54,8 +54,8 @@ void q32_pack_col(DType type, const void* row, int64_t k, uint8_t* dst, uint8_t*
 void q32_gemm(DType type, const uint8_t* panel, int64_t ncols, const uint8_t* act, int64_t nrows,
               int64_t k, float* y, int64_t ldy);
 // 16-bit activations: q32::pack_act16 rows times q32_pack_col panels.
-void q32_gemm16(DType type, const uint8_t* panel, int64_t ncols, const uint8_t* act,
-                int64_t nrows, int64_t k, float* y, int64_t ldy);
+void q32_gemm16(DType type, const uint8_t* panel, int64_t ncols, const uint8_t* act, int64_t nrows,
+                int64_t k, float* y, int64_t ldy);
 }  // namespace avx2
 
 // AVX-512 layout: k is walked in steps of 64 values (2 blocks, zero-padded to an even count).
@@ -82,8 +82,8 @@ bool q32_gemm_direct(DType type, const uint8_t* w, size_t w_stride, int64_t ncol
 // panels are q32_pack_col's.
 size_t q32_act16_row_bytes(int64_t k);
 void q32_pack_act16(const float* x, int64_t k, uint8_t* dst, uint8_t* scratch);
-void q32_gemm16(DType type, const uint8_t* panel, int64_t ncols, const uint8_t* act,
-                int64_t nrows, int64_t k, float* y, int64_t ldy);
+void q32_gemm16(DType type, const uint8_t* panel, int64_t ncols, const uint8_t* act, int64_t nrows,
+                int64_t k, float* y, int64_t ldy);
 bool q32_gemm16_direct(DType type, const uint8_t* w, size_t w_stride, int64_t ncols,
                        const uint8_t* act, int64_t nrows, int64_t k, float* y, int64_t ldy);
 }  // namespace avx512
