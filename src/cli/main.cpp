@@ -2,8 +2,10 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#include "util/openmp_env.h"
 
 int main(int argc, char** argv) {
+  loom::ensure_openmp_wait_policy(argv);
   CLI::App app{"loom: LLM inference with continuous batching"};
   app.require_subcommand(1);
   loom::cli::add_info_command(app);

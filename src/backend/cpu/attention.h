@@ -6,8 +6,8 @@
 
 #include <cstdint>
 
-#include "backend/cpu/kv_storage.h"
 #include "backend/cpu/attention_task.h"
+#include "backend/cpu/kv_storage.h"
 #include "backend/forward_batch.h"
 
 namespace loom::cpu {
@@ -19,15 +19,14 @@ struct AttentionShape {
   float scale = 0.0f;    // 1 / sqrt(head_dim)
 };
 
-// Stores the new tokens' K and V ([T][num_kv_heads][head_dim] floats) into their slots as f16.
+// Stores the new tokens' K and V ([T][num_kv_heads][head_dim] floats) into their slots in the
+// pool's format (f16, or int8 / int4 rows with their scales: kv_quant.h).
 void write_kv(const ForwardBatch& batch, const float* k, const float* v, int32_t layer,
               const AttentionShape& shape, KvStorage& kv);
 
-// q: [T][num_heads][head_dim] (after RoPE); out: [T][num_heads][head_dim].
+// q: [T][num_heads][head_dim] (after RoPE); out: [T][num_heads][head_dim]. Quantized rows are
+// dequantized inside each task, block by block, as they are read.
 // The K/V of this step's tokens must already be written (write_kv).
 void paged_attention(const ForwardBatch& batch, const float* q, int32_t layer,
                      const AttentionShape& shape, KvStorage& kv, float* out);
-
-
-
 }  // namespace loom::cpu

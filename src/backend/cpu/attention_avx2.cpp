@@ -17,4 +17,5 @@ inline float __attribute__((vector_size(64))) load_f16_avx2(const uint16_t* p) {
 
 #define LOOM_ATTN_NS avx2
 #define LOOM_ATTN_LOAD_F16(p) load_f16_avx2(p)
+#define LOOM_ATTN_F16_TO_F32(h) _cvtsh_ss(h)
 #include "backend/cpu/attention_impl.inc"

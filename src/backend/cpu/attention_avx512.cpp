@@ -13,4 +13,5 @@ inline float __attribute__((vector_size(64))) load_f16_avx512(const uint16_t* p)
 
 #define LOOM_ATTN_NS avx512
 #define LOOM_ATTN_LOAD_F16(p) load_f16_avx512(p)
+#define LOOM_ATTN_F16_TO_F32(h) _cvtsh_ss(h)
 #include "backend/cpu/attention_impl.inc"

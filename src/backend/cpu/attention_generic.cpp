@@ -13,4 +13,5 @@ inline float __attribute__((vector_size(64))) load_f16_generic(const uint16_t* p
 
 #define LOOM_ATTN_NS generic
 #define LOOM_ATTN_LOAD_F16(p) load_f16_generic(p)
+#define LOOM_ATTN_F16_TO_F32(h) loom::cpu::fp16_to_fp32(h)
 #include "backend/cpu/attention_impl.inc"

@@ -38,7 +38,10 @@ Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const Mod
     return make_error("%d query heads per KV head is more than the CPU backend supports (16)",
                       c.num_heads / c.num_kv_heads);
   if (options.num_threads > 0) omp_set_num_threads(options.num_threads);
-  KvLayout layout{c.num_layers, c.num_kv_heads, c.head_dim, options.block_size};
+  if (!kv_dtype_supports(options.kv_dtype, c.head_dim))
+    return make_error("KV cache dtype %s does not support head_dim %d (int4 needs a multiple of %d)",
+                      kv_dtype_name(options.kv_dtype), c.head_dim, kKvInt4Group);
+  KvLayout layout{c.num_layers, c.num_kv_heads, c.head_dim, options.block_size, options.kv_dtype};
   const int64_t num_device_blocks = static_cast<int64_t>(options.kv_cache_bytes / layout.block_bytes());
   const int64_t num_host_blocks = static_cast<int64_t>(options.swap_space_bytes / layout.block_bytes());
   if (num_device_blocks < 1)
@@ -94,7 +97,7 @@ KvPoolInfo CpuBackend::kv_pool() const {
   info.num_device_blocks = kv_.num_device_blocks();
   info.num_host_blocks = kv_.num_host_blocks();
   info.bytes_per_block = kv_.layout().block_bytes();
-  info.dtype = "f16";
+  info.dtype = kv_dtype_name(kv_.layout().dtype);
   return info;
 }
 

@@ -1,5 +1,6 @@
 // The CPU backend: runs the Llama / Qwen2 decoder over a flat ragged batch with the KV cache in
-// f16 pages. It is the reference every other backend is checked against.
+// pages of f16, int8 or int4 rows (kv_quant.h). The budgets are in bytes, so a smaller row format
+// gives proportionally more blocks. It is the reference every other backend is checked against.
 #pragma once
 
 #include <cstddef>
@@ -20,6 +21,7 @@ struct CpuBackendOptions {
   size_t kv_cache_bytes = size_t{1} << 30;  // device pool budget
   size_t swap_space_bytes = size_t{512} << 20;  // host swap pool budget
   int32_t num_threads = 0;                 // 0 = every core
+  KvDtype kv_dtype = KvDtype::kF16;        // row format of the KV cache (kv_quant.h)
 };
 
 class CpuBackend final : public Backend {

@@ -1,0 +1,229 @@
+#include "backend/cuda/attention.cuh"
+
+#include <algorithm>
+#include <cfloat>
+
+namespace loom::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Scores: lane j of a warp owns key (tile + j) and reads its whole K row (16-byte loads).
+// Values: lanes split head_dim (D / 32 contiguous values each) and walk the tile's keys in order,
+// taking each key's probability by shuffle. Every warp keeps an online softmax per query head;
+// the warps' states are merged through shared memory at the end.
+template <int D>
+__global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs a) {
+  constexpr int kPerLane = D / 32;
+  const int32_t t = blockIdx.y, kv_head = blockIdx.z, split = blockIdx.x;
+  const int32_t G = a.num_heads / a.cache.num_kv_heads;
+  const int32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+
+  __shared__ float q_s[kMaxGroupSize][D];
+  __shared__ float acc_s[kWarps][kMaxGroupSize][D];
+  __shared__ float m_s[kWarps][kMaxGroupSize], l_s[kWarps][kMaxGroupSize];
+
+  const float* q_src = a.q + (static_cast<int64_t>(t) * a.num_heads + kv_head * G) * D;
+  for (int i = threadIdx.x; i < G * D; i += kThreads) q_s[i / D][i % D] = q_src[i] * a.scale;
+  __syncthreads();
+
+  const int32_t seq = a.seq_of_token[t];
+  const int32_t num_keys = a.positions[t] + 1;
+  const int32_t k_begin = split * a.keys_per_split;
+  const int32_t k_end = min(num_keys, k_begin + a.keys_per_split);
+  const int32_t* table = a.block_tables + static_cast<int64_t>(seq) * a.max_blocks_per_seq;
+  const int32_t bs = a.cache.block_size;
+
+  float m[kMaxGroupSize], l[kMaxGroupSize], acc[kMaxGroupSize][kPerLane];
+#pragma unroll
+  for (int g = 0; g < kMaxGroupSize; ++g) {
+    m[g] = -FLT_MAX;
+    l[g] = 0.0f;
+#pragma unroll
+    for (int e = 0; e < kPerLane; ++e) acc[g][e] = 0.0f;
+  }
+
+  for (int32_t tile = k_begin + warp * 32; tile < k_end; tile += kWarps * 32) {
+    const int32_t key = tile + lane;
+    const bool valid = key < k_end;
+    float s[kMaxGroupSize];
+#pragma unroll
+    for (int g = 0; g < kMaxGroupSize; ++g) s[g] = 0.0f;
+    if (valid) {
+      const int64_t block = table[key / bs];
+      const uint4* krow = reinterpret_cast<const uint4*>(
+          a.kv_cache + a.cache.offset(block, a.layer, 0, kv_head, key % bs));
+#pragma unroll
+      for (int c = 0; c < D / 8; ++c) {
+        const uint4 raw = krow[c];
+        const __nv_bfloat162* k2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
+        float kf[8];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const float2 f = __bfloat1622float2(k2[j]);
+          kf[2 * j] = f.x;
+          kf[2 * j + 1] = f.y;
+        }
+#pragma unroll
+        for (int g = 0; g < kMaxGroupSize; ++g) {
+          if (g < G) {
+#pragma unroll
+            for (int j = 0; j < 8; ++j) s[g] += q_s[g][c * 8 + j] * kf[j];
+          }
+        }
+      }
+    }
+    float p[kMaxGroupSize];
+#pragma unroll
+    for (int g = 0; g < kMaxGroupSize; ++g) {
+      if (g < G) {
+        const float tile_max = warp_max(valid ? s[g] : -FLT_MAX);
+        const float new_m = fmaxf(m[g], tile_max);
+        const float correction = __expf(m[g] - new_m);
+        p[g] = valid ? __expf(s[g] - new_m) : 0.0f;
+        l[g] = l[g] * correction + warp_sum(p[g]);
+        m[g] = new_m;
+#pragma unroll
+        for (int e = 0; e < kPerLane; ++e) acc[g][e] *= correction;
+      } else {
+        p[g] = 0.0f;
+      }
+    }
+    const int32_t n_valid = min(32, k_end - tile);
+    for (int32_t j = 0; j < n_valid; ++j) {
+      const int32_t vkey = tile + j;
+      const int64_t block = table[vkey / bs];
+      const bf16* vrow = a.kv_cache + a.cache.offset(block, a.layer, 1, kv_head, vkey % bs) +
+                         lane * kPerLane;
+      float vf[kPerLane];
+      if constexpr (kPerLane == 4) {
+        const uint2 raw = *reinterpret_cast<const uint2*>(vrow);
+        const __nv_bfloat162* v2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
+        const float2 f0 = __bfloat1622float2(v2[0]), f1 = __bfloat1622float2(v2[1]);
+        vf[0] = f0.x, vf[1] = f0.y, vf[2] = f1.x, vf[3] = f1.y;
+      } else {
+        const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(vrow));
+        vf[0] = f.x, vf[1] = f.y;
+      }
+#pragma unroll
+      for (int g = 0; g < kMaxGroupSize; ++g) {
+        if (g < G) {
+          const float pj = __shfl_sync(0xffffffffu, p[g], j);
+#pragma unroll
+          for (int e = 0; e < kPerLane; ++e) acc[g][e] += pj * vf[e];
+        }
+      }
+    }
+  }
+
+  // Merge the warps: M = max m_w, L = sum l_w e^(m_w - M), O = sum acc_w e^(m_w - M).
+#pragma unroll
+  for (int g = 0; g < kMaxGroupSize; ++g) {
+    if (g < G) {
+#pragma unroll
+      for (int e = 0; e < kPerLane; ++e) acc_s[warp][g][lane * kPerLane + e] = acc[g][e];
+      if (lane == 0) m_s[warp][g] = m[g], l_s[warp][g] = l[g];
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < G * D; i += kThreads) {
+    const int g = i / D, d = i % D;
+    float M = -FLT_MAX;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, m_s[w][g]);
+    float L = 0.0f, O = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float f = l_s[w][g] > 0.0f ? __expf(m_s[w][g] - M) : 0.0f;
+      L += l_s[w][g] * f;
+      O += acc_s[w][g][d] * f;
+    }
+    const int32_t head = kv_head * G + g;
+    const int64_t row = static_cast<int64_t>(t) * a.num_heads + head;
+    if (a.num_splits == 1) {
+      a.out[row * D + d] = __float2bfloat16(L > 0.0f ? O / L : 0.0f);
+    } else {
+      const int64_t prow = static_cast<int64_t>(split) * a.num_tokens * a.num_heads + row;
+      a.partial_out[prow * D + d] = L > 0.0f ? O / L : 0.0f;
+      if (d == 0) {
+        a.partial_max_sum[prow * 2] = M;
+        a.partial_max_sum[prow * 2 + 1] = L;
+      }
+    }
+  }
+}
+
+// One block per (token, head), head_dim threads: out = sum_s w_s o_s / sum_s w_s with
+// w_s = L_s e^(M_s - max M). Splits past the token's keys have L = 0 and weigh nothing.
+__global__ void merge_splits_kernel(AttentionArgs a, int32_t D) {
+  const int64_t row = blockIdx.x;  // t * num_heads + head
+  const int32_t d = threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(a.num_tokens) * a.num_heads;
+  float M = -FLT_MAX;
+  for (int s = 0; s < a.num_splits; ++s) {
+    const float* ms = a.partial_max_sum + (s * stride + row) * 2;
+    if (ms[1] > 0.0f) M = fmaxf(M, ms[0]);
+  }
+  float W = 0.0f, O = 0.0f;
+  for (int s = 0; s < a.num_splits; ++s) {
+    const float* ms = a.partial_max_sum + (s * stride + row) * 2;
+    if (ms[1] <= 0.0f) continue;
+    const float w = ms[1] * __expf(ms[0] - M);
+    W += w;
+    O += w * a.partial_out[(s * stride + row) * D + d];
+  }
+  a.out[row * D + d] = __float2bfloat16(W > 0.0f ? O / W : 0.0f);
+}
+
+}  // namespace
+
+void choose_attention_splits(int32_t num_tokens, int32_t num_kv_heads, int32_t max_keys,
+                             int32_t num_sms, int32_t* num_splits, int32_t* keys_per_split) {
+  const int64_t ctas = int64_t{num_tokens} * num_kv_heads;
+  int64_t splits = ceil_div(2 * int64_t{num_sms}, std::max<int64_t>(ctas, 1));
+  splits = std::clamp<int64_t>(splits, 1, std::max<int64_t>(1, ceil_div(max_keys, 128)));
+  int64_t per = ceil_div(ceil_div(max_keys, splits), 32) * 32;
+  per = std::max<int64_t>(per, 32);
+  *keys_per_split = static_cast<int32_t>(per);
+  *num_splits = static_cast<int32_t>(ceil_div(max_keys, per));
+  if (*num_splits < 1) *num_splits = 1;
+}
+
+int64_t attention_workspace_floats(int32_t num_splits, int32_t num_tokens, int32_t num_heads,
+                                   int32_t head_dim) {
+  if (num_splits <= 1) return 0;
+  return int64_t{num_splits} * num_tokens * num_heads * (head_dim + 2);
+}
+
+void launch_paged_attention(const AttentionArgs& a, cudaStream_t stream) {
+  LOOM_CHECK(a.num_heads % a.cache.num_kv_heads == 0);
+  LOOM_CHECK(a.num_heads / a.cache.num_kv_heads <= kMaxGroupSize, "GQA group %d > %d",
+             a.num_heads / a.cache.num_kv_heads, kMaxGroupSize);
+  LOOM_CHECK(a.keys_per_split % 32 == 0 && a.keys_per_split > 0 && a.num_splits >= 1);
+  LOOM_CHECK(a.num_splits == 1 || (a.partial_out && a.partial_max_sum));
+  if (a.num_tokens == 0) return;
+  const dim3 grid(a.num_splits, a.num_tokens, a.cache.num_kv_heads);
+  switch (a.cache.head_dim) {
+    case 64: paged_attention_kernel<64><<<grid, kThreads, 0, stream>>>(a); break;
+    case 128: paged_attention_kernel<128><<<grid, kThreads, 0, stream>>>(a); break;
+    default: LOOM_CHECK(false, "head_dim %d not supported by the CUDA attention", a.cache.head_dim);
+  }
+  LOOM_CUDA_CHECK_LAUNCH();
+  if (a.num_splits > 1) {
+    merge_splits_kernel<<<a.num_tokens * a.num_heads, a.cache.head_dim, 0, stream>>>(
+        a, a.cache.head_dim);
+    LOOM_CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace loom::cuda

@@ -1,0 +1,449 @@
+#include "backend/cuda/cuda_backend.cuh"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "backend/cpu/kernels/quant.h"
+#include "backend/cuda/random_fill.cuh"
+#include "backend/cuda/rmsnorm.cuh"
+#include "backend/cuda/rope_kv.cuh"
+#include "backend/cuda/sampling.cuh"
+#include "backend/cuda/swiglu.cuh"
+#include "util/log.h"
+
+namespace loom::cuda {
+namespace {
+
+uint16_t float_to_bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// Rows of `t` as bf16 bits appended to `out` (BF16 copied, everything else through f32).
+Status append_bf16_rows(const TensorView& t, std::vector<uint16_t>& out) {
+  const int64_t rows = t.rows(), cols = t.cols();
+  const size_t start = out.size();
+  out.resize(start + static_cast<size_t>(rows * cols));
+  if (t.type == DType::kBF16) {
+    std::memcpy(out.data() + start, t.data, static_cast<size_t>(rows * cols) * 2);
+    return ok_status();
+  }
+  if (!cpu::kernel_supports(t.type))
+    return make_error("tensor %s: type not supported by the CUDA loader", t.name.c_str());
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    cpu::dequantize_row(t.type, t.row(r), row.data(), cols);
+    for (int64_t c = 0; c < cols; ++c) out[start + r * cols + c] = float_to_bf16_bits(row[c]);
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+template <class T>
+T* CudaBackend::alloc(int64_t n) {
+  void* p = nullptr;
+  LOOM_CUDA_CHECK(cudaMalloc(&p, static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T)));
+  allocations_.push_back(p);
+  return static_cast<T*>(p);
+}
+
+template <class T>
+void CudaBackend::ensure(DeviceArray<T>& a, int64_t n) {
+  if (a.capacity >= n) return;
+  LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (a.ptr) LOOM_CUDA_CHECK(cudaFree(a.ptr));
+  const int64_t cap = std::max<int64_t>(n, a.capacity * 3 / 2);
+  LOOM_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&a.ptr), static_cast<size_t>(cap) * sizeof(T)));
+  a.capacity = cap;
+}
+
+CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& options)
+    : config_(config), options_(options) {}
+
+CudaBackend::~CudaBackend() {
+  if (stream_) cudaStreamSynchronize(stream_);
+  swap_.reset();
+  gemm_.reset();
+  for (void* p : allocations_) cudaFree(p);
+  for (void* p : {static_cast<void*>(meta_dev_.ptr), static_cast<void*>(x_.ptr),
+                  static_cast<void*>(delta_.ptr), static_cast<void*>(qkv_.ptr),
+                  static_cast<void*>(q_.ptr), static_cast<void*>(logits_.ptr),
+                  static_cast<void*>(attn_ws_.ptr), static_cast<void*>(h_.ptr),
+                  static_cast<void*>(attn_out_.ptr), static_cast<void*>(gate_up_.ptr),
+                  static_cast<void*>(act_.ptr), static_cast<void*>(rows_h_.ptr),
+                  static_cast<void*>(ids_.ptr)})
+    if (p) cudaFree(p);
+  if (meta_host_) cudaFreeHost(meta_host_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const ModelConfig& c,
+                                                         std::shared_ptr<const ModelFile> weights,
+                                                         const CudaBackendOptions& o) {
+  if (!cuda_device_available()) return make_error("no CUDA GPU is available");
+  if (c.head_dim != 64 && c.head_dim != 128)
+    return make_error("head_dim %d is not supported by the CUDA backend (64 or 128)", c.head_dim);
+  if (c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0 ||
+      c.num_heads / c.num_kv_heads > kMaxGroupSize)
+    return make_error("%d query heads over %d KV heads is not supported (group <= %d)",
+                      c.num_heads, c.num_kv_heads, kMaxGroupSize);
+  if (c.hidden_size % 8 != 0 || c.intermediate_size % 8 != 0)
+    return make_error("hidden %d and ffn %d must be multiples of 8", c.hidden_size,
+                      c.intermediate_size);
+  if (o.block_size < 1 || o.block_size > 256)
+    return make_error("block size must be in [1, 256], got %d", o.block_size);
+  if (!(o.gpu_memory_utilization > 0.05 && o.gpu_memory_utilization <= 1.0))
+    return make_error("gpu memory utilization %.3f must be in (0.05, 1]", o.gpu_memory_utilization);
+  if (o.max_num_batched_tokens < 1 || o.max_num_seqs < 1)
+    return make_error("max batched tokens and max sequences must be positive");
+  std::unique_ptr<CudaBackend> b(new CudaBackend(c, o));
+  if (Status s = b->init(std::move(weights)); !s.ok()) return Error{s.error()};
+  return std::move(b);
+}
+
+Status CudaBackend::init(std::shared_ptr<const ModelFile> weights) {
+  const ModelConfig& c = config_;
+  LOOM_CUDA_CHECK(cudaSetDevice(options_.device));
+  LOOM_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, options_.device));
+  LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  gemm_ = std::make_unique<Gemm>();
+
+  const int64_t H = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
+  const int64_t QKV = c.q_dim() + 2 * c.kv_dim();
+  // Weights: uploaded from the model file, or filled with uniform noise of std ~0.02 (norm
+  // weights near 1) like a freshly initialised checkpoint.
+  std::vector<uint16_t> staging;
+  uint64_t seed = options_.dummy_seed;
+  auto matrix = [&](std::initializer_list<std::string> names, int64_t rows, int64_t cols,
+                    bf16** out) -> Status {
+    *out = alloc<bf16>(rows * cols);
+    if (!weights) {
+      launch_fill_uniform_bf16(*out, rows * cols, ++seed, 0.035f, 0.0f, stream_);
+      return ok_status();
+    }
+    staging.clear();
+    for (const std::string& n : names) {
+      const TensorView* t = weights->tensor(n);
+      if (!t) return make_error("tensor %s missing", n.c_str());
+      if (Status s = append_bf16_rows(*t, staging); !s.ok()) return s;
+    }
+    if (static_cast<int64_t>(staging.size()) != rows * cols)
+      return make_error("tensors %s...: %zu values, expected %lld", names.begin()->c_str(),
+                        staging.size(), static_cast<long long>(rows * cols));
+    LOOM_CUDA_CHECK(cudaMemcpy(*out, staging.data(), staging.size() * 2, cudaMemcpyHostToDevice));
+    return ok_status();
+  };
+  auto vec = [&](const std::string& name, int64_t n, float** out) -> Status {
+    *out = alloc<float>(n);
+    if (!weights) {
+      launch_fill_uniform_f32(*out, n, ++seed, 0.05f, 1.0f, stream_);
+      return ok_status();
+    }
+    const TensorView* t = weights->tensor(name);
+    if (!t || t->num_elements() != n) return make_error("tensor %s missing or misshaped", name.c_str());
+    std::vector<float> host(static_cast<size_t>(n));
+    cpu::dequantize_row(t->type, t->data, host.data(), n);
+    LOOM_CUDA_CHECK(cudaMemcpy(*out, host.data(), n * 4, cudaMemcpyHostToDevice));
+    return ok_status();
+  };
+
+  if (Status s = matrix({"token_embd.weight"}, V, H, &token_embd_); !s.ok()) return s;
+  if (c.tied_embeddings) {
+    lm_head_ = token_embd_;
+  } else if (Status s = matrix({"output.weight"}, V, H, &lm_head_); !s.ok()) {
+    return s;
+  }
+  if (Status s = vec("output_norm.weight", H, &output_norm_); !s.ok()) return s;
+  layers_.resize(c.num_layers);
+  for (int32_t l = 0; l < c.num_layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    LayerWeights& w = layers_[l];
+    for (Status s : {matrix({p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"}, QKV,
+                            H, &w.w_qkv),
+                     matrix({p + "attn_output.weight"}, H, c.q_dim(), &w.w_o),
+                     matrix({p + "ffn_gate.weight", p + "ffn_up.weight"}, 2 * F, H, &w.w_gate_up),
+                     matrix({p + "ffn_down.weight"}, H, F, &w.w_down),
+                     vec(p + "attn_norm.weight", H, &w.attn_norm),
+                     vec(p + "ffn_norm.weight", H, &w.ffn_norm)})
+      if (!s.ok()) return s;
+    if (c.qkv_bias) {
+      if (!weights) return make_error("dummy weights do not cover Q/K/V biases");
+      std::vector<float> bias;
+      for (const char* n : {"attn_q.bias", "attn_k.bias", "attn_v.bias"}) {
+        const TensorView* t = weights->tensor(p + n);
+        if (!t) return make_error("tensor %s%s missing", p.c_str(), n);
+        const size_t at = bias.size();
+        bias.resize(at + static_cast<size_t>(t->num_elements()));
+        cpu::dequantize_row(t->type, t->data, bias.data() + at, t->num_elements());
+      }
+      if (static_cast<int64_t>(bias.size()) != QKV) return make_error("Q/K/V bias sizes");
+      w.qkv_bias = alloc<float>(QKV);
+      LOOM_CUDA_CHECK(cudaMemcpy(w.qkv_bias, bias.data(), QKV * 4, cudaMemcpyHostToDevice));
+    }
+  }
+
+  // RoPE frequencies exactly as the CPU reference computes them (double, then f32).
+  const int32_t half = c.head_dim / 2;
+  std::vector<float> inv_freq(half);
+  for (int32_t i = 0; i < half; ++i) {
+    double f = std::pow(static_cast<double>(c.rope_theta), -2.0 * i / c.head_dim);
+    if (static_cast<int32_t>(c.rope_freq_factors.size()) == half) f /= c.rope_freq_factors[i];
+    if (c.rope_scaling.type == RopeScaling::Type::kLinear) f /= c.rope_scaling.factor;
+    inv_freq[i] = static_cast<float>(f);
+  }
+  inv_freq_ = alloc<float>(half);
+  LOOM_CUDA_CHECK(cudaMemcpy(inv_freq_, inv_freq.data(), half * 4, cudaMemcpyHostToDevice));
+
+  // Activations for the largest step, then the KV pool from what memory is left.
+  cache_shape_ = KvCacheShape{c.num_layers, c.num_kv_heads, c.head_dim, options_.block_size};
+  const int32_t T = options_.max_num_batched_tokens;
+  int32_t splits = 1, per = 32;
+  choose_attention_splits(std::min(T, options_.max_num_seqs), c.num_kv_heads, c.max_context,
+                          num_sms_, &splits, &per);
+  reserve_activations(T, std::min(T, options_.max_num_seqs),
+                      attention_workspace_floats(splits, std::min(T, options_.max_num_seqs),
+                                                 c.num_heads, c.head_dim));
+  LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  size_t free_bytes = 0, total_bytes = 0;
+  LOOM_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const size_t block_bytes = static_cast<size_t>(cache_shape_.block_elems()) * sizeof(bf16);
+  const double allowed = options_.gpu_memory_utilization * static_cast<double>(total_bytes) -
+                         static_cast<double>(total_bytes - free_bytes);
+  size_t kv_bytes = allowed > 0 ? static_cast<size_t>(allowed) : 0;
+  if (options_.kv_cache_bytes > 0) kv_bytes = std::min(options_.kv_cache_bytes, free_bytes);
+  const int64_t blocks = static_cast<int64_t>(kv_bytes / block_bytes);
+  if (blocks < 1)
+    return make_error("no GPU memory left for the KV cache (%zu bytes free of %zu, utilization %.2f)",
+                      free_bytes, total_bytes, options_.gpu_memory_utilization);
+  num_device_blocks_ = static_cast<int32_t>(std::min<int64_t>(blocks, int64_t{1} << 30));
+  kv_cache_ = alloc<bf16>(int64_t{num_device_blocks_} * cache_shape_.block_elems());
+  const int64_t host_blocks = static_cast<int64_t>(options_.swap_space_bytes / block_bytes);
+  swap_ = std::make_unique<KvSwapPool>(block_bytes, static_cast<int32_t>(std::min<int64_t>(
+                                                        host_blocks, int64_t{1} << 30)));
+  LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  LOOM_LOG_INFO("cuda backend: %d SMs, KV cache %d blocks of %d tokens (%.2f GiB), swap %d blocks",
+                num_sms_, num_device_blocks_, options_.block_size,
+                static_cast<double>(num_device_blocks_) * block_bytes / (1 << 30),
+                swap_->num_host_blocks());
+  return ok_status();
+}
+
+void CudaBackend::reserve_activations(int32_t T, int32_t R, int64_t workspace_floats) {
+  const ModelConfig& c = config_;
+  const int64_t H = c.hidden_size, F = c.intermediate_size;
+  ensure(x_, T * H);
+  ensure(delta_, T * H);
+  ensure(h_, T * H);
+  ensure(qkv_, T * (c.q_dim() + 2 * c.kv_dim()));
+  ensure(q_, int64_t{T} * c.q_dim());
+  ensure(attn_out_, int64_t{T} * c.q_dim());
+  ensure(gate_up_, T * 2 * F);
+  ensure(act_, T * F);
+  ensure(rows_h_, R * H);
+  ensure(logits_, int64_t{R} * c.vocab_size);
+  ensure(ids_, R);
+  ensure(attn_ws_, workspace_floats);
+}
+
+KvPoolInfo CudaBackend::kv_pool() const {
+  KvPoolInfo info;
+  info.block_size = cache_shape_.block_size;
+  info.num_device_blocks = num_device_blocks_;
+  info.num_host_blocks = swap_->num_host_blocks();
+  info.bytes_per_block = static_cast<size_t>(cache_shape_.block_elems()) * sizeof(bf16);
+  info.dtype = "bf16";
+  return info;
+}
+
+void CudaBackend::check_batch(const ForwardBatch& b) const {
+  const int32_t T = b.num_tokens(), S = b.num_seqs();
+  LOOM_CHECK(T > 0 && S > 0);
+  LOOM_CHECK(static_cast<int32_t>(b.positions.size()) == T &&
+             static_cast<int32_t>(b.slot_mapping.size()) == T);
+  LOOM_CHECK(static_cast<int32_t>(b.query_start.size()) == S + 1 && b.query_start[0] == 0 &&
+             b.query_start[S] == T);
+  LOOM_CHECK(static_cast<int64_t>(b.block_tables.size()) ==
+             static_cast<int64_t>(S) * b.max_blocks_per_seq);
+  const int32_t bs = cache_shape_.block_size;
+  for (int32_t s = 0; s < S; ++s) {
+    const int32_t n = b.query_start[s + 1] - b.query_start[s];
+    LOOM_CHECK(n >= 1 && b.context_lens[s] >= n);
+    LOOM_CHECK((b.context_lens[s] + bs - 1) / bs <= b.max_blocks_per_seq);
+    LOOM_CHECK(b.positions[b.query_start[s + 1] - 1] == b.context_lens[s] - 1);
+    for (int32_t i = 0; i < (b.context_lens[s] + bs - 1) / bs; ++i) {
+      const int32_t blk = b.block_tables[static_cast<size_t>(s) * b.max_blocks_per_seq + i];
+      LOOM_CHECK(blk >= 0 && blk < num_device_blocks_, "block %d out of the pool", blk);
+    }
+  }
+  for (int32_t t = 0; t < T; ++t) {
+    LOOM_CHECK(b.tokens[t] >= 0 && b.tokens[t] < config_.vocab_size, "token %d out of range",
+               b.tokens[t]);
+    LOOM_CHECK(b.slot_mapping[t] >= 0 &&
+               b.slot_mapping[t] < int64_t{num_device_blocks_} * bs);
+  }
+  for (int32_t r : b.logits_rows) LOOM_CHECK(r >= 0 && r < T);
+}
+
+void CudaBackend::run_layers(const ForwardBatch& b) {
+  check_batch(b);
+  const ModelConfig& c = config_;
+  const int32_t T = b.num_tokens(), S = b.num_seqs();
+  const int32_t R = static_cast<int32_t>(b.logits_rows.size());
+  const int32_t H = c.hidden_size, F = c.intermediate_size, QD = c.q_dim(), KVD = c.kv_dim();
+
+  // Stage the step's inputs: slots (int64) first, then int32 arrays, one pinned buffer, one copy.
+  const int64_t n32 = 3 * int64_t{T} + R + int64_t{S} * b.max_blocks_per_seq;
+  const int64_t words = T + (n32 + 1) / 2;
+  if (meta_host_capacity_ < words) {
+    LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (meta_host_) LOOM_CUDA_CHECK(cudaFreeHost(meta_host_));
+    meta_host_capacity_ = std::max<int64_t>(words, meta_host_capacity_ * 3 / 2);
+    LOOM_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&meta_host_),
+                                  static_cast<size_t>(meta_host_capacity_) * 8, cudaHostAllocDefault));
+  }
+  ensure(meta_dev_, words);
+  std::memcpy(meta_host_, b.slot_mapping.data(), static_cast<size_t>(T) * 8);
+  int32_t* h32 = reinterpret_cast<int32_t*>(meta_host_ + T);
+  std::memcpy(h32, b.tokens.data(), static_cast<size_t>(T) * 4);
+  std::memcpy(h32 + T, b.positions.data(), static_cast<size_t>(T) * 4);
+  int32_t max_keys = 1;
+  for (int32_t s = 0; s < S; ++s)
+    for (int32_t t = b.query_start[s]; t < b.query_start[s + 1]; ++t) {
+      h32[2 * T + t] = s;
+      max_keys = std::max(max_keys, b.positions[t] + 1);
+    }
+  if (R > 0) std::memcpy(h32 + 3 * T, b.logits_rows.data(), static_cast<size_t>(R) * 4);
+  std::memcpy(h32 + 3 * T + R, b.block_tables.data(), b.block_tables.size() * 4);
+  LOOM_CUDA_CHECK(cudaMemcpyAsync(meta_dev_.ptr, meta_host_, static_cast<size_t>(words) * 8,
+                                  cudaMemcpyHostToDevice, stream_));
+  const int64_t* d_slots = meta_dev_.ptr;
+  const int32_t* d32 = reinterpret_cast<const int32_t*>(meta_dev_.ptr + T);
+  const int32_t *d_tokens = d32, *d_positions = d32 + T, *d_seq = d32 + 2 * T;
+  const int32_t *d_rows = d32 + 3 * T, *d_tables = d32 + 3 * T + R;
+
+  int32_t splits = 1, per = 32;
+  choose_attention_splits(T, c.num_kv_heads, max_keys, num_sms_, &splits, &per);
+  reserve_activations(T, R, attention_workspace_floats(splits, T, c.num_heads, c.head_dim));
+
+  launch_embed(token_embd_, d_tokens, T, H, x_.ptr, stream_);
+  AttentionArgs attn;
+  attn.q = q_.ptr;
+  attn.kv_cache = kv_cache_;
+  attn.seq_of_token = d_seq;
+  attn.positions = d_positions;
+  attn.block_tables = d_tables;
+  attn.max_blocks_per_seq = b.max_blocks_per_seq;
+  attn.num_tokens = T;
+  attn.num_heads = c.num_heads;
+  attn.cache = cache_shape_;
+  attn.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  attn.num_splits = splits;
+  attn.keys_per_split = per;
+  attn.partial_out = attn_ws_.ptr;
+  attn.partial_max_sum = attn_ws_.ptr + int64_t{splits} * T * c.num_heads * c.head_dim;
+  attn.out = attn_out_.ptr;
+  RopeKvArgs rope;
+  rope.qkv = qkv_.ptr;
+  rope.positions = d_positions;
+  rope.slot_mapping = d_slots;
+  rope.inv_freq = inv_freq_;
+  rope.num_tokens = T;
+  rope.num_heads = c.num_heads;
+  rope.neox = c.rope_style == RopeStyle::kNeox;
+  rope.cache = cache_shape_;
+  rope.q_out = q_.ptr;
+  rope.kv_cache = kv_cache_;
+
+  for (int32_t l = 0; l < c.num_layers; ++l) {
+    const LayerWeights& w = layers_[l];
+    launch_add_rmsnorm(x_.ptr, l == 0 ? nullptr : delta_.ptr, nullptr, w.attn_norm, T, H,
+                       c.rms_norm_eps, h_.ptr, stream_);
+    gemm_->run(h_.ptr, T, H, w.w_qkv, QD + 2 * KVD, qkv_.ptr, true, stream_);
+    rope.bias = w.qkv_bias;
+    rope.layer = l;
+    launch_rope_kv_write(rope, stream_);
+    attn.layer = l;
+    launch_paged_attention(attn, stream_);
+    gemm_->run(attn_out_.ptr, T, QD, w.w_o, H, delta_.ptr, true, stream_);
+    launch_add_rmsnorm(x_.ptr, delta_.ptr, nullptr, w.ffn_norm, T, H, c.rms_norm_eps, h_.ptr,
+                       stream_);
+    gemm_->run(h_.ptr, T, H, w.w_gate_up, 2 * F, gate_up_.ptr, false, stream_);
+    launch_swiglu(gate_up_.ptr, T, F, act_.ptr, stream_);
+    gemm_->run(act_.ptr, T, F, w.w_down, H, delta_.ptr, true, stream_);
+  }
+  if (R == 0) return;
+  // The last residual add only for the rows whose logits are wanted.
+  launch_add_rmsnorm(x_.ptr, delta_.ptr, d_rows, output_norm_, R, H, c.rms_norm_eps, rows_h_.ptr,
+                     stream_);
+  gemm_->run(rows_h_.ptr, R, H, lm_head_, c.vocab_size, logits_.ptr, true, stream_);
+}
+
+void CudaBackend::forward(const ForwardBatch& batch, float* logits) {
+  run_layers(batch);
+  const size_t n = batch.logits_rows.size() * static_cast<size_t>(config_.vocab_size);
+  if (n > 0)
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(logits, logits_.ptr, n * 4, cudaMemcpyDeviceToHost, stream_));
+  LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::forward_greedy(const ForwardBatch& batch, int32_t* token_ids) {
+  run_layers(batch);
+  const int32_t R = static_cast<int32_t>(batch.logits_rows.size());
+  launch_argmax(logits_.ptr, R, config_.vocab_size, ids_.ptr, stream_);
+  if (R > 0)
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(token_ids, ids_.ptr, R * 4, cudaMemcpyDeviceToHost, stream_));
+  LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::swap_out(std::span<const BlockCopy> copies) {
+  swap_->swap_out(copies, kv_cache_, num_device_blocks_, stream_);
+}
+
+void CudaBackend::swap_in(std::span<const BlockCopy> copies) {
+  swap_->swap_in(copies, kv_cache_, num_device_blocks_, stream_);
+}
+
+void CudaBackend::copy_blocks(std::span<const BlockCopy> copies) {
+  const size_t block_bytes = static_cast<size_t>(cache_shape_.block_elems()) * sizeof(bf16);
+  for (const BlockCopy& c : copies) {
+    LOOM_CHECK(c.src >= 0 && c.src < num_device_blocks_ && c.dst >= 0 && c.dst < num_device_blocks_);
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(reinterpret_cast<uint8_t*>(kv_cache_) + c.dst * block_bytes,
+                                    reinterpret_cast<const uint8_t*>(kv_cache_) + c.src * block_bytes,
+                                    block_bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
+}
+
+}  // namespace loom::cuda
+
+namespace loom {
+
+bool cuda_device_available() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no device" error
+    return false;
+  }
+  return n > 0;
+}
+
+Result<std::unique_ptr<Backend>> create_cuda_backend(std::shared_ptr<const ModelFile> model,
+                                                     const CudaBackendOptions& options) {
+  const ModelConfig config = model->config();
+  auto b = cuda::CudaBackend::create(config, std::move(model), options);
+  if (!b.ok()) return Error{b.error()};
+  return std::unique_ptr<Backend>(std::move(b).value());
+}
+
+Result<std::unique_ptr<Backend>> create_cuda_backend_dummy(const ModelConfig& config,
+                                                           const CudaBackendOptions& options) {
+  auto b = cuda::CudaBackend::create(config, nullptr, options);
+  if (!b.ok()) return Error{b.error()};
+  return std::unique_ptr<Backend>(std::move(b).value());
+}
+
+}  // namespace loom

@@ -1,0 +1,39 @@
+// The CUDA backend's public face, free of CUDA headers so that the CLI and the engine compile
+// without the toolkit. When the project is built without CUDA (LOOM_CUDA=OFF) the factories
+// return an error naming that (cuda_backend_stub.cpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "backend/backend.h"
+#include "model/model_config.h"
+#include "model/model_file.h"
+#include "util/result.h"
+
+namespace loom {
+
+struct CudaBackendOptions {
+  int32_t device = 0;
+  int32_t block_size = 16;                 // tokens per KV block
+  double gpu_memory_utilization = 0.9;     // share of the GPU's memory this process may hold
+  size_t kv_cache_bytes = 0;               // > 0: this KV budget instead of the utilization rule
+  size_t swap_space_bytes = size_t{512} << 20;  // pinned host swap pool
+  int32_t max_num_batched_tokens = 2048;   // activations reserved before the KV pool is sized
+  int32_t max_num_seqs = 256;
+  uint64_t dummy_seed = 1234;              // --load-format dummy
+};
+
+// Whether the build has CUDA and a usable GPU is present.
+bool cuda_device_available();
+
+// Weights from a GGUF file or HF directory, uploaded as bf16 (quantized GGUF types dequantized).
+Result<std::unique_ptr<Backend>> create_cuda_backend(std::shared_ptr<const ModelFile> model,
+                                                     const CudaBackendOptions& options);
+
+// Random weights of the config's architecture (vLLM's `--load-format dummy`), for benchmarks.
+Result<std::unique_ptr<Backend>> create_cuda_backend_dummy(const ModelConfig& config,
+                                                           const CudaBackendOptions& options);
+
+}  // namespace loom
