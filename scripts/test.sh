@@ -8,4 +8,4 @@ cd "$root/build"
 ctest --output-on-failure -j1 --timeout 900
 cd "$root"
 LOOM_BIN="$root/build/loom" LOOM_MODEL="$root/models/SmolLM2-135M-Instruct.Q4_1.gguf" \
-  "$root/.venv/bin/python" -m pytest -q tests/e2e/server
+  "$root/.venv/bin/python" -m pytest -q tests/e2e/cli tests/e2e/server

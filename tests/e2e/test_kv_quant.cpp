@@ -49,7 +49,8 @@ struct Prompt {
 
 std::vector<Prompt> golden_prompts() {
   std::vector<Prompt> out;
-  for (const auto& p : golden_index()["prompts"])
+  const nlohmann::json index = golden_index();  // named: a temporary would die before the loop
+  for (const auto& p : index["prompts"])
     out.push_back({p["name"].get<std::string>(), p["prompt_ids"].get<std::vector<TokenId>>()});
   return out;
 }
