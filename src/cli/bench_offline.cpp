@@ -100,9 +100,9 @@ DriveResult run_offline(Engine& engine, const std::vector<BenchRequest>& workloa
   double peak_kv = 0.0;
 
   const int64_t start_us = now_us();
-  const int64_t deadline_us =
-      options.max_duration_s > 0 ? start_us + static_cast<int64_t>(options.max_duration_s * 1e6)
-                                 : INT64_MAX;
+  const int64_t deadline_us = options.max_duration_s > 0
+                                  ? start_us + static_cast<int64_t>(options.max_duration_s * 1e6)
+                                  : INT64_MAX;
   std::vector<InFlight> in_flight;
   std::vector<int64_t> first_attempt_us(workload.size(), -1);
   size_t next = 0, num_done = 0, num_sent = 0;

@@ -208,7 +208,8 @@ double prometheus_value(const std::string& text, const std::string& name,
   return found ? sum : kNaN;
 }
 
-Result<DriveResult> run_online(const OnlineTarget& target, const std::vector<BenchRequest>& workload,
+Result<DriveResult> run_online(const OnlineTarget& target,
+                               const std::vector<BenchRequest>& workload,
                                const DriveOptions& options) {
   {
     httplib::Client cli(target.base_url);
@@ -229,9 +230,9 @@ Result<DriveResult> run_online(const OnlineTarget& target, const std::vector<Ben
   std::atomic<int64_t> tokens{0};
   std::atomic<bool> running{true};
   const int64_t start_us = now_us();
-  const int64_t deadline_us =
-      options.max_duration_s > 0 ? start_us + static_cast<int64_t>(options.max_duration_s * 1e6)
-                                 : INT64_MAX;
+  const int64_t deadline_us = options.max_duration_s > 0
+                                  ? start_us + static_cast<int64_t>(options.max_duration_s * 1e6)
+                                  : INT64_MAX;
   size_t num_clients = workload.size();
   if (options.max_concurrency > 0)
     num_clients = std::min(num_clients, static_cast<size_t>(options.max_concurrency));

@@ -26,7 +26,8 @@ double prometheus_value(const std::string& text, const std::string& name,
 // Checks the server answers at all (GET /v1/models), then runs the workload: a thread per
 // client, each request sent at its arrival time when a concurrency slot is free. Server
 // counters come from /metrics when it speaks loom's (or llama.cpp's) names.
-Result<DriveResult> run_online(const OnlineTarget& target, const std::vector<BenchRequest>& workload,
+Result<DriveResult> run_online(const OnlineTarget& target,
+                               const std::vector<BenchRequest>& workload,
                                const DriveOptions& options);
 
 }  // namespace loom::bench

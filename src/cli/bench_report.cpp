@@ -8,7 +8,9 @@ namespace {
 using nlohmann::json;
 
 // NaN is not JSON: absent values become null.
-json number_or_null(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
+json number_or_null(double v) {
+  return std::isnan(v) ? json(nullptr) : json(v);
+}
 
 json summary_ms_json(const Summary& s) {
   return {{"count", s.count},
@@ -72,7 +74,8 @@ std::string config_line(const json& j) {
 
 void print_report(std::FILE* out, const json& config, const DriveResult& result,
                   const std::vector<GroupReport>& reports, const GoodputLimits& limits) {
-  std::fprintf(out, "== loom bench: %s\n", config.value("label", std::string("(no label)")).c_str());
+  std::fprintf(out, "== loom bench: %s\n",
+               config.value("label", std::string("(no label)")).c_str());
   std::fprintf(out, "   %s\n", config_line(config).c_str());
   const GroupReport& all = reports.front();
   std::fprintf(out, "duration %.2f s: %lld finished, %lld failed or cut off, %lld not sent\n",
@@ -98,7 +101,8 @@ void print_report(std::FILE* out, const json& config, const DriveResult& result,
                  static_cast<long long>(g.num_ok), g.requests_per_s, g.input_tokens_per_s,
                  g.output_tokens_per_s);
     if (limits.any() && !std::isnan(g.goodput_share)) {
-      std::fprintf(out, "   goodput (TTFT <= %.0f ms, TPOT <= %.0f ms): %lld = %.1f%%, %.3f req/s\n",
+      std::fprintf(out,
+                   "   goodput (TTFT <= %.0f ms, TPOT <= %.0f ms): %lld = %.1f%%, %.3f req/s\n",
                    limits.ttft_s * 1e3, limits.tpot_s * 1e3, static_cast<long long>(g.num_good),
                    g.goodput_share * 100, g.goodput_requests_per_s);
     }

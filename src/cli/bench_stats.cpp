@@ -8,8 +8,8 @@
 namespace loom::bench {
 
 double percentile_sorted(const std::vector<double>& sorted, double q) {
-  LOOM_CHECK(!sorted.empty() && q >= 0 && q <= 100, "percentile of %zu values at %g",
-             sorted.size(), q);
+  LOOM_CHECK(!sorted.empty() && q >= 0 && q <= 100, "percentile of %zu values at %g", sorted.size(),
+             q);
   const double rank = q / 100.0 * static_cast<double>(sorted.size() - 1);
   const size_t lo = static_cast<size_t>(std::floor(rank));
   const size_t hi = std::min(lo + 1, sorted.size() - 1);

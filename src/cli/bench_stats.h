@@ -15,8 +15,8 @@ inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // others after the request was sent.
 struct RequestRecord {
   std::string group = "all";
-  bool ok = false;         // finished normally (stop or length)
-  std::string error;       // why not, when !ok
+  bool ok = false;    // finished normally (stop or length)
+  std::string error;  // why not, when !ok
   int32_t prompt_tokens = 0;
   int32_t output_tokens = 0;  // received, even when the request did not finish
   double send_s = 0.0;
@@ -56,15 +56,15 @@ struct GroupReport {
   std::string group;
   int64_t num_requests = 0;
   int64_t num_ok = 0;
-  int64_t num_failed = 0;         // finished with an error or aborted by the time bound
-  int64_t input_tokens = 0;       // prompts of requests that got at least one token
-  int64_t output_tokens = 0;      // every token received
-  double requests_per_s = 0.0;    // finished requests over the run's duration
+  int64_t num_failed = 0;       // finished with an error or aborted by the time bound
+  int64_t input_tokens = 0;     // prompts of requests that got at least one token
+  int64_t output_tokens = 0;    // every token received
+  double requests_per_s = 0.0;  // finished requests over the run's duration
   double input_tokens_per_s = 0.0;
   double output_tokens_per_s = 0.0;
   Summary ttft_s, itl_s, tpot_s, e2e_s;
-  int64_t num_good = 0;           // finished and within the goodput limits
-  double goodput_share = kNaN;    // num_good / num_requests; NaN without limits
+  int64_t num_good = 0;         // finished and within the goodput limits
+  double goodput_share = kNaN;  // num_good / num_requests; NaN without limits
   double goodput_requests_per_s = kNaN;
 };
 

@@ -14,7 +14,8 @@ constexpr uint64_t kArrivalStream = 0x94d049bb133111ebull;
 
 std::vector<TokenId> random_tokens(BenchRng& rng, int32_t count, const WorkloadOptions& o) {
   std::vector<TokenId> ids(static_cast<size_t>(count));
-  for (TokenId& id : ids) id = static_cast<TokenId>(rng.uniform_int(o.min_token_id, o.vocab_size - 1));
+  for (TokenId& id : ids)
+    id = static_cast<TokenId>(rng.uniform_int(o.min_token_id, o.vocab_size - 1));
   return ids;
 }
 
@@ -40,20 +41,26 @@ void add_foreground(std::vector<BenchRequest>& out, const WorkloadOptions& o, co
 
 const char* workload_name(WorkloadKind kind) {
   switch (kind) {
-    case WorkloadKind::kFixed: return "fixed";
-    case WorkloadKind::kUniform: return "uniform";
-    case WorkloadKind::kAnyscale: return "anyscale";
-    case WorkloadKind::kLongPromptMix: return "long-prompt-mix";
-    case WorkloadKind::kTierMix: return "tier-mix";
-    case WorkloadKind::kSharedPrefix: return "shared-prefix";
+    case WorkloadKind::kFixed:
+      return "fixed";
+    case WorkloadKind::kUniform:
+      return "uniform";
+    case WorkloadKind::kAnyscale:
+      return "anyscale";
+    case WorkloadKind::kLongPromptMix:
+      return "long-prompt-mix";
+    case WorkloadKind::kTierMix:
+      return "tier-mix";
+    case WorkloadKind::kSharedPrefix:
+      return "shared-prefix";
   }
   return "?";
 }
 
 Result<WorkloadKind> parse_workload(const std::string& name) {
-  for (WorkloadKind k : {WorkloadKind::kFixed, WorkloadKind::kUniform, WorkloadKind::kAnyscale,
-                         WorkloadKind::kLongPromptMix, WorkloadKind::kTierMix,
-                         WorkloadKind::kSharedPrefix}) {
+  for (WorkloadKind k :
+       {WorkloadKind::kFixed, WorkloadKind::kUniform, WorkloadKind::kAnyscale,
+        WorkloadKind::kLongPromptMix, WorkloadKind::kTierMix, WorkloadKind::kSharedPrefix}) {
     if (name == workload_name(k)) return k;
   }
   return make_error(
@@ -177,9 +184,9 @@ std::vector<BenchRequest> make_workload(const WorkloadOptions& o) {
         r.max_tokens = o.batch_output_len;
         out.push_back(std::move(r));
       }
-      add_foreground(out, o, "interactive", o.tiers ? "interactive" : "", prompts, lengths,
-                     poisson_arrivals(arrival_rng, o.num_requests, o.request_rate,
-                                      o.interactive_start_s));
+      add_foreground(
+          out, o, "interactive", o.tiers ? "interactive" : "", prompts, lengths,
+          poisson_arrivals(arrival_rng, o.num_requests, o.request_rate, o.interactive_start_s));
       break;
     }
     case WorkloadKind::kSharedPrefix: {

@@ -14,12 +14,12 @@
 namespace loom::bench {
 
 enum class WorkloadKind {
-  kFixed,           // every request input_len in, output_len out
-  kUniform,         // lengths uniform in [input_len, input_len_max], [output_len, output_len_max]
-  kAnyscale,        // Anyscale 2023: 512-token prompts, outputs exponential (mean 128) under a cap
-  kLongPromptMix,   // short chats with a few prompts of several thousand tokens arriving among them
-  kTierMix,         // interactive chats arriving while long batch jobs saturate the engine
-  kSharedPrefix     // every prompt = one long shared system prompt + a short own suffix
+  kFixed,          // every request input_len in, output_len out
+  kUniform,        // lengths uniform in [input_len, input_len_max], [output_len, output_len_max]
+  kAnyscale,       // Anyscale 2023: 512-token prompts, outputs exponential (mean 128) under a cap
+  kLongPromptMix,  // short chats with a few prompts of several thousand tokens arriving among them
+  kTierMix,        // interactive chats arriving while long batch jobs saturate the engine
+  kSharedPrefix    // every prompt = one long shared system prompt + a short own suffix
 };
 
 const char* workload_name(WorkloadKind kind);
@@ -29,8 +29,8 @@ struct WorkloadOptions {
   WorkloadKind kind = WorkloadKind::kFixed;
   int32_t num_requests = 64;  // kLongPromptMix: chats; kTierMix: interactive chats
   uint64_t seed = 0;
-  int32_t vocab_size = 0;       // token ids are drawn from [min_token_id, vocab_size)
-  int32_t min_token_id = 100;   // keeps special tokens (BOS, EOS, chat markers) out of prompts
+  int32_t vocab_size = 0;      // token ids are drawn from [min_token_id, vocab_size)
+  int32_t min_token_id = 100;  // keeps special tokens (BOS, EOS, chat markers) out of prompts
   // Foreground lengths, tokens. *_max = 0 means "same as the minimum" (fixed length).
   int32_t input_len = 128;
   int32_t input_len_max = 0;
@@ -84,9 +84,9 @@ class BenchRng {
  public:
   explicit BenchRng(uint64_t seed) : engine_(seed) {}
   uint64_t next() { return engine_(); }
-  double uniform01();                            // [0, 1)
-  int64_t uniform_int(int64_t lo, int64_t hi);   // [lo, hi], inclusive
-  double exponential(double mean);               // > 0
+  double uniform01();                           // [0, 1)
+  int64_t uniform_int(int64_t lo, int64_t hi);  // [lo, hi], inclusive
+  double exponential(double mean);              // > 0
  private:
   std::mt19937_64 engine_;
 };

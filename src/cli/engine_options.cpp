@@ -5,6 +5,9 @@
 #include <filesystem>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/dummy_config.h"
+#include "tokenizer/tokenizer_json.h"
 #include "util/log.h"
 
 namespace loom::cli {
@@ -28,6 +31,9 @@ void EngineOptions::add_to(CLI::App& app) {
   app.add_option("--chat-template", chat_template,
                  "chat format when the model's template is unknown: chatml, llama3, llama2, mistral");
   app.add_option("--kv-cache-memory", kv_cache_mib, "KV cache budget in MiB")->capture_default_str();
+  app.add_option("--kv-cache-dtype", kv_cache_dtype,
+                 "KV cache row format: f16, int8 or int4 (more tokens in the same memory)")
+      ->capture_default_str();
   app.add_option("--swap-space", swap_space_mib, "host swap pool in MiB")->capture_default_str();
   app.add_option("--block-size", block_size, "tokens per KV block")->capture_default_str();
   app.add_option("--threads", threads, "compute threads (0 = every core)")->capture_default_str();
@@ -47,19 +53,46 @@ void EngineOptions::add_to(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--max-waiting-requests", max_waiting_requests, "bound of the waiting queue")
       ->capture_default_str();
+  app.add_option("--device", device, "cpu or cuda")->capture_default_str();
+  app.add_option("--gpu-memory-utilization", gpu_memory_utilization,
+                 "cuda: share of GPU memory for weights, activations and KV cache")
+      ->capture_default_str();
+  app.add_option("--load-format", load_format,
+                 "auto, or dummy: random weights from the model directory's config.json (cuda)")
+      ->capture_default_str();
 }
 
 Result<std::unique_ptr<LoadedEngine>> load_engine(const EngineOptions& o) {
   auto loaded = std::make_unique<LoadedEngine>();
-  auto model = ModelFile::open(o.model_path);
-  if (!model.ok()) return Error{model.error()};
-  loaded->model = std::shared_ptr<const ModelFile>(std::move(model).value());
-  const ModelConfig& mc = loaded->model->config();
+  if (o.device != "cpu" && o.device != "cuda")
+    return make_error("--device must be cpu or cuda, not %s", o.device.c_str());
+  if (o.load_format != "auto" && o.load_format != "dummy")
+    return make_error("--load-format must be auto or dummy, not %s", o.load_format.c_str());
+  if (o.load_format == "dummy" && o.device != "cuda")
+    return make_error("--load-format dummy needs --device cuda");
+  // dummy: the config and tokenizer come from the model directory; the weights are random.
+  ModelConfig dummy_config;
+  TokenizerSpec tokenizer_spec;
+  if (o.load_format == "dummy") {
+    auto config = load_dummy_config(o.model_path);
+    if (!config.ok()) return Error{config.error()};
+    dummy_config = config.value();
+    auto spec = load_tokenizer_json(o.model_path + "/tokenizer.json",
+                                    o.model_path + "/tokenizer_config.json");
+    if (!spec.ok()) return make_error("tokenizer: %s", spec.error().c_str());
+    tokenizer_spec = std::move(spec).value();
+  } else {
+    auto model = ModelFile::open(o.model_path);
+    if (!model.ok()) return Error{model.error()};
+    loaded->model = std::shared_ptr<const ModelFile>(std::move(model).value());
+    tokenizer_spec = loaded->model->tokenizer_spec();
+  }
+  const ModelConfig& mc = loaded->model ? loaded->model->config() : dummy_config;
 
-  auto tokenizer = Tokenizer::create(loaded->model->tokenizer_spec());
+  auto tokenizer = Tokenizer::create(tokenizer_spec);
   if (!tokenizer.ok()) return make_error("tokenizer: %s", tokenizer.error().c_str());
   loaded->tokenizer = std::shared_ptr<const Tokenizer>(std::move(tokenizer).value());
-  auto tmpl = ChatTemplate::from_spec(loaded->model->tokenizer_spec(), o.chat_template);
+  auto tmpl = ChatTemplate::from_spec(tokenizer_spec, o.chat_template);
   if (tmpl.ok()) {
     loaded->chat_template = tmpl.value();
   } else {
@@ -86,12 +119,29 @@ Result<std::unique_ptr<LoadedEngine>> load_engine(const EngineOptions& o) {
   sc.aging_us_per_level = static_cast<int64_t>(o.aging_s * 1e6);
   sc.max_waiting_requests = o.max_waiting_requests;
 
-  cpu::CpuBackendOptions bo;
-  bo.block_size = o.block_size;
-  bo.kv_cache_bytes = static_cast<size_t>(o.kv_cache_mib * (1 << 20));
-  bo.swap_space_bytes = static_cast<size_t>(o.swap_space_mib * (1 << 20));
-  bo.num_threads = o.threads;
-  auto backend = cpu::CpuBackend::create(loaded->model, bo);
+  Result<std::unique_ptr<Backend>> backend = make_error("no backend");
+  if (o.device == "cuda") {
+    CudaBackendOptions co;
+    co.block_size = o.block_size;
+    co.gpu_memory_utilization = o.gpu_memory_utilization;
+    co.swap_space_bytes = static_cast<size_t>(o.swap_space_mib * (1 << 20));
+    co.max_num_batched_tokens = o.max_num_batched_tokens;
+    co.max_num_seqs = o.max_num_seqs;
+    backend = loaded->model ? create_cuda_backend(loaded->model, co)
+                            : create_cuda_backend_dummy(dummy_config, co);
+  } else {
+    cpu::CpuBackendOptions bo;
+    bo.block_size = o.block_size;
+    bo.kv_cache_bytes = static_cast<size_t>(o.kv_cache_mib * (1 << 20));
+    bo.swap_space_bytes = static_cast<size_t>(o.swap_space_mib * (1 << 20));
+    bo.num_threads = o.threads;
+    auto kv_dtype = cpu::parse_kv_dtype(o.kv_cache_dtype);
+    if (!kv_dtype.ok()) return Error{kv_dtype.error()};
+    bo.kv_dtype = kv_dtype.value();
+    auto cpu_backend = cpu::CpuBackend::create(loaded->model, bo);
+    if (cpu_backend.ok()) backend = std::unique_ptr<Backend>(std::move(cpu_backend).value());
+    else backend = Error{cpu_backend.error()};
+  }
   if (!backend.ok()) return Error{backend.error()};
   const KvPoolInfo pool = backend.value()->kv_pool();
   sc.block_size = pool.block_size;

@@ -20,6 +20,7 @@ struct EngineOptions {
   std::string model_path;
   std::string chat_template;  // override: chatml, llama3, llama2, mistral
   double kv_cache_mib = 1024;
+  std::string kv_cache_dtype = "f16";  // f16, int8 or int4 (backend/cpu/kv_quant.h)
   double swap_space_mib = 512;
   int32_t block_size = 16;
   int32_t threads = 0;
@@ -34,6 +35,9 @@ struct EngineOptions {
   std::string preemption = "auto";
   double aging_s = 5;
   int32_t max_waiting_requests = 4096;
+  std::string device = "cpu";             // cpu or cuda
+  double gpu_memory_utilization = 0.9;    // cuda: share of GPU memory for weights + KV cache
+  std::string load_format = "auto";       // auto, or dummy: random weights from config.json
 
   void add_to(CLI::App& app);
 };

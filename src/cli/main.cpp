@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   loom::cli::add_info_command(app);
   loom::cli::add_generate_command(app);
   loom::cli::add_serve_command(app);
+  loom::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

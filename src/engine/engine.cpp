@@ -201,7 +201,6 @@ bool Engine::Impl::step() {
   StepResult result;
   const int32_t vocab = runner.vocab_size();
   int32_t row = 0;
-  bool want_logprobs = false;
   for (const ScheduledSeq& s : plan.seqs) {
     if (!s.sample) continue;
     const Sequence* seq = scheduler->find(s.id);
@@ -220,7 +219,6 @@ bool Engine::Impl::step() {
     result.ids.push_back(s.id);
     result.sampled.push_back(o.token);
     result.logprobs.push_back(std::move(o.logprobs));
-    want_logprobs |= params.logprobs >= 0;
     ++row;
   }
   const int64_t t1 = now_us();
@@ -255,7 +253,6 @@ bool Engine::Impl::step() {
       out.stream().push(std::move(delta));
     }
   }
-  (void)want_logprobs;
   return true;
 }
 

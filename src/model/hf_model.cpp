@@ -61,8 +61,11 @@ Result<bool> get_bool(const json& j, const char* key, bool fallback) {
   return it->get<bool>();
 }
 
+// transformers 5 writes the RoPE settings as one "rope_parameters" object (rope_type,
+// rope_theta, factor, ...) where older configs have "rope_theta" and "rope_scaling".
 Status load_rope_scaling(const json& j, ModelConfig* c) {
   auto it = j.find("rope_scaling");
+  if (it == j.end() || it->is_null()) it = j.find("rope_parameters");
   if (it == j.end() || it->is_null()) return ok_status();
   if (!it->is_object()) return make_error("config.json: 'rope_scaling' is not an object");
   const json& rs = *it;
@@ -170,7 +173,12 @@ Result<ModelConfig> load_config(const json& j, const std::string& dir) {
   auto eps = get_number(j, "rms_norm_eps", 1e-6, "config.json");
   if (!eps) return Error{eps.error()};
   c.rms_norm_eps = static_cast<float>(*eps);
-  auto theta = get_number(j, "rope_theta", 10000.0, "config.json");
+  auto rope_parameters = j.find("rope_parameters");
+  const bool theta_in_parameters = !j.contains("rope_theta") && rope_parameters != j.end() &&
+                                   rope_parameters->is_object();
+  auto theta = theta_in_parameters
+                   ? get_number(*rope_parameters, "rope_theta", 10000.0, "config.json rope_parameters")
+                   : get_number(j, "rope_theta", 10000.0, "config.json");
   if (!theta) return Error{theta.error()};
   c.rope_theta = static_cast<float>(*theta);
   if (auto s = validate_config(c); !s) return Error{s.error()};

@@ -292,7 +292,12 @@ Request quant_request(int32_t i, int32_t max_tokens) {
       "Photosynthesis is the process by which plants",
       "Once upon a time there was a little robot who",
   };
-  std::string text = kTexts[i % 6];
+  // A shared preamble longer than two blocks, so that prompts hold full blocks the prefix cache
+  // can share (it caches only full blocks).
+  std::string text =
+      "Answer in plain English, in short sentences, and keep to the facts that you are sure of. "
+      "Here is the start of the text to continue: ";
+  text += kTexts[i % 6];
   for (int32_t k = 0; k < i / 6; ++k) text += " and then";
   Request r;
   r.prompt = default_tokenizer()->encode(text, true, false);
@@ -324,9 +329,9 @@ size_t block_bytes(KvDtype d) {
   return cpu::KvLayout{c.num_layers, c.num_kv_heads, c.head_dim, kBlockSize, d}.block_bytes();
 }
 
-// Per dtype: requests 0 and 13 alone; then among 23 others in a roomy pool (with a second,
-// prefix-cached run of the same requests); then in a pool of 24 blocks that forces preemption by
-// swap, and by recompute. Every output equals the alone one bit for bit.
+// Per dtype: requests 0 and 7 alone; then among 11 others in a roomy pool (with a second,
+// prefix-cached run of the same requests); then in a pool of 16 blocks (4 blocks a sequence) that
+// forces preemption by swap, and by recompute. Every output equals the alone one bit for bit.
 TEST(KvQuantInvariance, EngineAloneBatchedPreemptedPrefixCached) {
   for (KvDtype d : kQuantized) {
     const std::string name = cpu::kv_dtype_name(d);
@@ -334,35 +339,35 @@ TEST(KvQuantInvariance, EngineAloneBatchedPreemptedPrefixCached) {
     {
       auto engine = make_quant_engine(d, quant_config(), size_t{64} << 20);
       EXPECT_EQ(engine->kv_pool().dtype, name);
-      for (int32_t i : {0, 13}) alone.push_back(run_requests(*engine, {quant_request(i, 20)})[0]);
+      for (int32_t i : {0, 7}) alone.push_back(run_requests(*engine, {quant_request(i, 16)})[0]);
     }
     std::vector<Request> reqs;
-    for (int32_t i = 0; i < 24; ++i) reqs.push_back(quant_request(i, 20));
+    for (int32_t i = 0; i < 12; ++i) reqs.push_back(quant_request(i, 16));
     {
       auto engine = make_quant_engine(d, quant_config(), size_t{64} << 20);
       auto runs = run_requests(*engine, reqs);
       expect_same_run(alone[0], runs[0], name + " batched, request 0");
-      expect_same_run(alone[1], runs[13], name + " batched, request 13");
+      expect_same_run(alone[1], runs[7], name + " batched, request 7");
       const int64_t hits_before = engine->metrics().prefix_cache_hit_tokens.load();
       auto again = run_requests(*engine, reqs);
       EXPECT_GT(engine->metrics().prefix_cache_hit_tokens.load(), hits_before) << name;
       expect_same_run(alone[0], again[0], name + " prefix-cached, request 0");
-      expect_same_run(alone[1], again[13], name + " prefix-cached, request 13");
+      expect_same_run(alone[1], again[7], name + " prefix-cached, request 7");
     }
     for (PreemptionMode mode : {PreemptionMode::kSwap, PreemptionMode::kRecompute}) {
       SchedulerConfig sc = quant_config();
       sc.preemption = mode;
       sc.admission = AdmissionPolicy::kOptimistic;
       sc.prefix_caching = false;
-      auto engine = make_quant_engine(d, sc, 24 * block_bytes(d), 200 * block_bytes(d));
+      auto engine = make_quant_engine(d, sc, 16 * block_bytes(d), 200 * block_bytes(d));
       auto runs = run_requests(*engine, reqs);
       const bool swap = mode == PreemptionMode::kSwap;
       const std::string what = name + (swap ? " swap" : " recompute");
       if (swap) EXPECT_GT(engine->metrics().preemptions_swap.load(), 0) << what;
       if (!swap) EXPECT_GT(engine->metrics().preemptions_recompute.load(), 0) << what;
       expect_same_run(alone[0], runs[0], what + ", request 0");
-      expect_same_run(alone[1], runs[13], what + ", request 13");
-      for (const auto& r : runs) EXPECT_EQ(r.tokens.size(), 20u) << what;
+      expect_same_run(alone[1], runs[7], what + ", request 7");
+      for (const auto& r : runs) EXPECT_EQ(r.tokens.size(), 16u) << what;
     }
   }
 }

@@ -1,7 +1,7 @@
-#include "backend/cuda/attention.cuh"
-
 #include <algorithm>
 #include <cfloat>
+
+#include "backend/cuda/attention.cuh"
 
 namespace loom::cuda {
 namespace {
@@ -103,8 +103,8 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
     for (int32_t j = 0; j < n_valid; ++j) {
       const int32_t vkey = tile + j;
       const int64_t block = table[vkey / bs];
-      const bf16* vrow = a.kv_cache + a.cache.offset(block, a.layer, 1, kv_head, vkey % bs) +
-                         lane * kPerLane;
+      const bf16* vrow =
+          a.kv_cache + a.cache.offset(block, a.layer, 1, kv_head, vkey % bs) + lane * kPerLane;
       float vf[kPerLane];
       if constexpr (kPerLane == 4) {
         const uint2 raw = *reinterpret_cast<const uint2*>(vrow);
@@ -214,9 +214,14 @@ void launch_paged_attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.num_tokens == 0) return;
   const dim3 grid(a.num_splits, a.num_tokens, a.cache.num_kv_heads);
   switch (a.cache.head_dim) {
-    case 64: paged_attention_kernel<64><<<grid, kThreads, 0, stream>>>(a); break;
-    case 128: paged_attention_kernel<128><<<grid, kThreads, 0, stream>>>(a); break;
-    default: LOOM_CHECK(false, "head_dim %d not supported by the CUDA attention", a.cache.head_dim);
+    case 64:
+      paged_attention_kernel<64><<<grid, kThreads, 0, stream>>>(a);
+      break;
+    case 128:
+      paged_attention_kernel<128><<<grid, kThreads, 0, stream>>>(a);
+      break;
+    default:
+      LOOM_CHECK(false, "head_dim %d not supported by the CUDA attention", a.cache.head_dim);
   }
   LOOM_CUDA_CHECK_LAUNCH();
   if (a.num_splits > 1) {

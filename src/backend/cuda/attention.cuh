@@ -16,7 +16,7 @@ namespace loom::cuda {
 constexpr int32_t kMaxGroupSize = 8;  // query heads per KV head
 
 struct AttentionArgs {
-  const float* q = nullptr;             // [T][num_heads][head_dim], RoPE applied
+  const float* q = nullptr;  // [T][num_heads][head_dim], RoPE applied
   const bf16* kv_cache = nullptr;
   const int32_t* seq_of_token = nullptr;  // [T]
   const int32_t* positions = nullptr;     // [T]
@@ -28,10 +28,10 @@ struct AttentionArgs {
   KvCacheShape cache;
   float scale = 0.0f;
   int32_t num_splits = 1;
-  int32_t keys_per_split = 0;           // multiple of 32
-  float* partial_out = nullptr;         // [num_splits][T][num_heads][head_dim] when num_splits > 1
-  float* partial_max_sum = nullptr;     // [num_splits][T][num_heads][2]
-  bf16* out = nullptr;                  // [T][num_heads][head_dim]
+  int32_t keys_per_split = 0;        // multiple of 32
+  float* partial_out = nullptr;      // [num_splits][T][num_heads][head_dim] when num_splits > 1
+  float* partial_max_sum = nullptr;  // [num_splits][T][num_heads][2]
+  bf16* out = nullptr;               // [T][num_heads][head_dim]
 };
 
 // Picks the split of the context: enough CTAs to fill `num_sms` twice, pieces of >= 128 keys.

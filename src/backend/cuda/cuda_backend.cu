@@ -1,11 +1,10 @@
-#include "backend/cuda/cuda_backend.cuh"
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
 
 #include "backend/cpu/kernels/quant.h"
+#include "backend/cuda/cuda_backend.cuh"
 #include "backend/cuda/random_fill.cuh"
 #include "backend/cuda/rmsnorm.cuh"
 #include "backend/cuda/rope_kv.cuh"
@@ -58,7 +57,8 @@ void CudaBackend::ensure(DeviceArray<T>& a, int64_t n) {
   LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
   if (a.ptr) LOOM_CUDA_CHECK(cudaFree(a.ptr));
   const int64_t cap = std::max<int64_t>(n, a.capacity * 3 / 2);
-  LOOM_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&a.ptr), static_cast<size_t>(cap) * sizeof(T)));
+  LOOM_CUDA_CHECK(
+      cudaMalloc(reinterpret_cast<void**>(&a.ptr), static_cast<size_t>(cap) * sizeof(T)));
   a.capacity = cap;
 }
 
@@ -70,13 +70,13 @@ CudaBackend::~CudaBackend() {
   swap_.reset();
   gemm_.reset();
   for (void* p : allocations_) cudaFree(p);
-  for (void* p : {static_cast<void*>(meta_dev_.ptr), static_cast<void*>(x_.ptr),
-                  static_cast<void*>(delta_.ptr), static_cast<void*>(qkv_.ptr),
-                  static_cast<void*>(q_.ptr), static_cast<void*>(logits_.ptr),
-                  static_cast<void*>(attn_ws_.ptr), static_cast<void*>(h_.ptr),
-                  static_cast<void*>(attn_out_.ptr), static_cast<void*>(gate_up_.ptr),
-                  static_cast<void*>(act_.ptr), static_cast<void*>(rows_h_.ptr),
-                  static_cast<void*>(ids_.ptr)})
+  for (void* p :
+       {static_cast<void*>(meta_dev_.ptr), static_cast<void*>(x_.ptr),
+        static_cast<void*>(delta_.ptr), static_cast<void*>(qkv_.ptr), static_cast<void*>(q_.ptr),
+        static_cast<void*>(logits_.ptr), static_cast<void*>(attn_ws_.ptr),
+        static_cast<void*>(h_.ptr), static_cast<void*>(attn_out_.ptr),
+        static_cast<void*>(gate_up_.ptr), static_cast<void*>(act_.ptr),
+        static_cast<void*>(rows_h_.ptr), static_cast<void*>(ids_.ptr)})
     if (p) cudaFree(p);
   if (meta_host_) cudaFreeHost(meta_host_);
   if (stream_) cudaStreamDestroy(stream_);
@@ -90,8 +90,8 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const ModelConfig& c,
     return make_error("head_dim %d is not supported by the CUDA backend (64 or 128)", c.head_dim);
   if (c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0 ||
       c.num_heads / c.num_kv_heads > kMaxGroupSize)
-    return make_error("%d query heads over %d KV heads is not supported (group <= %d)",
-                      c.num_heads, c.num_kv_heads, kMaxGroupSize);
+    return make_error("%d query heads over %d KV heads is not supported (group <= %d)", c.num_heads,
+                      c.num_kv_heads, kMaxGroupSize);
   if (c.hidden_size % 8 != 0 || c.intermediate_size % 8 != 0)
     return make_error("hidden %d and ffn %d must be multiples of 8", c.hidden_size,
                       c.intermediate_size);
@@ -109,7 +109,8 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const ModelConfig& c,
 Status CudaBackend::init(std::shared_ptr<const ModelFile> weights) {
   const ModelConfig& c = config_;
   LOOM_CUDA_CHECK(cudaSetDevice(options_.device));
-  LOOM_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, options_.device));
+  LOOM_CUDA_CHECK(
+      cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, options_.device));
   LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   gemm_ = std::make_unique<Gemm>();
 
@@ -145,7 +146,8 @@ Status CudaBackend::init(std::shared_ptr<const ModelFile> weights) {
       return ok_status();
     }
     const TensorView* t = weights->tensor(name);
-    if (!t || t->num_elements() != n) return make_error("tensor %s missing or misshaped", name.c_str());
+    if (!t || t->num_elements() != n)
+      return make_error("tensor %s missing or misshaped", name.c_str());
     std::vector<float> host(static_cast<size_t>(n));
     cpu::dequantize_row(t->type, t->data, host.data(), n);
     LOOM_CUDA_CHECK(cudaMemcpy(*out, host.data(), n * 4, cudaMemcpyHostToDevice));
@@ -163,13 +165,12 @@ Status CudaBackend::init(std::shared_ptr<const ModelFile> weights) {
   for (int32_t l = 0; l < c.num_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     LayerWeights& w = layers_[l];
-    for (Status s : {matrix({p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"}, QKV,
-                            H, &w.w_qkv),
-                     matrix({p + "attn_output.weight"}, H, c.q_dim(), &w.w_o),
-                     matrix({p + "ffn_gate.weight", p + "ffn_up.weight"}, 2 * F, H, &w.w_gate_up),
-                     matrix({p + "ffn_down.weight"}, H, F, &w.w_down),
-                     vec(p + "attn_norm.weight", H, &w.attn_norm),
-                     vec(p + "ffn_norm.weight", H, &w.ffn_norm)})
+    for (Status s :
+         {matrix({p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"}, QKV, H, &w.w_qkv),
+          matrix({p + "attn_output.weight"}, H, c.q_dim(), &w.w_o),
+          matrix({p + "ffn_gate.weight", p + "ffn_up.weight"}, 2 * F, H, &w.w_gate_up),
+          matrix({p + "ffn_down.weight"}, H, F, &w.w_down),
+          vec(p + "attn_norm.weight", H, &w.attn_norm), vec(p + "ffn_norm.weight", H, &w.ffn_norm)})
       if (!s.ok()) return s;
     if (c.qkv_bias) {
       if (!weights) return make_error("dummy weights do not cover Q/K/V biases");
@@ -218,13 +219,14 @@ Status CudaBackend::init(std::shared_ptr<const ModelFile> weights) {
   if (options_.kv_cache_bytes > 0) kv_bytes = std::min(options_.kv_cache_bytes, free_bytes);
   const int64_t blocks = static_cast<int64_t>(kv_bytes / block_bytes);
   if (blocks < 1)
-    return make_error("no GPU memory left for the KV cache (%zu bytes free of %zu, utilization %.2f)",
-                      free_bytes, total_bytes, options_.gpu_memory_utilization);
+    return make_error(
+        "no GPU memory left for the KV cache (%zu bytes free of %zu, utilization %.2f)", free_bytes,
+        total_bytes, options_.gpu_memory_utilization);
   num_device_blocks_ = static_cast<int32_t>(std::min<int64_t>(blocks, int64_t{1} << 30));
   kv_cache_ = alloc<bf16>(int64_t{num_device_blocks_} * cache_shape_.block_elems());
   const int64_t host_blocks = static_cast<int64_t>(options_.swap_space_bytes / block_bytes);
-  swap_ = std::make_unique<KvSwapPool>(block_bytes, static_cast<int32_t>(std::min<int64_t>(
-                                                        host_blocks, int64_t{1} << 30)));
+  swap_ = std::make_unique<KvSwapPool>(
+      block_bytes, static_cast<int32_t>(std::min<int64_t>(host_blocks, int64_t{1} << 30)));
   LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
   LOOM_LOG_INFO("cuda backend: %d SMs, KV cache %d blocks of %d tokens (%.2f GiB), swap %d blocks",
                 num_sms_, num_device_blocks_, options_.block_size,
@@ -283,8 +285,7 @@ void CudaBackend::check_batch(const ForwardBatch& b) const {
   for (int32_t t = 0; t < T; ++t) {
     LOOM_CHECK(b.tokens[t] >= 0 && b.tokens[t] < config_.vocab_size, "token %d out of range",
                b.tokens[t]);
-    LOOM_CHECK(b.slot_mapping[t] >= 0 &&
-               b.slot_mapping[t] < int64_t{num_device_blocks_} * bs);
+    LOOM_CHECK(b.slot_mapping[t] >= 0 && b.slot_mapping[t] < int64_t{num_device_blocks_} * bs);
   }
   for (int32_t r : b.logits_rows) LOOM_CHECK(r >= 0 && r < T);
 }
@@ -304,7 +305,8 @@ void CudaBackend::run_layers(const ForwardBatch& b) {
     if (meta_host_) LOOM_CUDA_CHECK(cudaFreeHost(meta_host_));
     meta_host_capacity_ = std::max<int64_t>(words, meta_host_capacity_ * 3 / 2);
     LOOM_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&meta_host_),
-                                  static_cast<size_t>(meta_host_capacity_) * 8, cudaHostAllocDefault));
+                                  static_cast<size_t>(meta_host_capacity_) * 8,
+                                  cudaHostAllocDefault));
   }
   ensure(meta_dev_, words);
   std::memcpy(meta_host_, b.slot_mapping.data(), static_cast<size_t>(T) * 8);
@@ -411,10 +413,12 @@ void CudaBackend::swap_in(std::span<const BlockCopy> copies) {
 void CudaBackend::copy_blocks(std::span<const BlockCopy> copies) {
   const size_t block_bytes = static_cast<size_t>(cache_shape_.block_elems()) * sizeof(bf16);
   for (const BlockCopy& c : copies) {
-    LOOM_CHECK(c.src >= 0 && c.src < num_device_blocks_ && c.dst >= 0 && c.dst < num_device_blocks_);
-    LOOM_CUDA_CHECK(cudaMemcpyAsync(reinterpret_cast<uint8_t*>(kv_cache_) + c.dst * block_bytes,
-                                    reinterpret_cast<const uint8_t*>(kv_cache_) + c.src * block_bytes,
-                                    block_bytes, cudaMemcpyDeviceToDevice, stream_));
+    LOOM_CHECK(c.src >= 0 && c.src < num_device_blocks_ && c.dst >= 0 &&
+               c.dst < num_device_blocks_);
+    LOOM_CUDA_CHECK(
+        cudaMemcpyAsync(reinterpret_cast<uint8_t*>(kv_cache_) + c.dst * block_bytes,
+                        reinterpret_cast<const uint8_t*>(kv_cache_) + c.src * block_bytes,
+                        block_bytes, cudaMemcpyDeviceToDevice, stream_));
   }
 }
 

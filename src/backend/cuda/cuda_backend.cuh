@@ -41,10 +41,10 @@ class CudaBackend final : public Backend {
 
  private:
   struct LayerWeights {
-    bf16* w_qkv = nullptr;      // [q_dim + 2 kv_dim][hidden]
-    bf16* w_o = nullptr;        // [hidden][q_dim]
-    bf16* w_gate_up = nullptr;  // [2 ffn][hidden]
-    bf16* w_down = nullptr;     // [hidden][ffn]
+    bf16* w_qkv = nullptr;       // [q_dim + 2 kv_dim][hidden]
+    bf16* w_o = nullptr;         // [hidden][q_dim]
+    bf16* w_gate_up = nullptr;   // [2 ffn][hidden]
+    bf16* w_down = nullptr;      // [hidden][ffn]
     float* attn_norm = nullptr;  // [hidden]
     float* ffn_norm = nullptr;
     float* qkv_bias = nullptr;  // [q_dim + 2 kv_dim] or null
@@ -75,7 +75,7 @@ class CudaBackend final : public Backend {
   bf16* token_embd_ = nullptr;  // [vocab][hidden]
   bf16* lm_head_ = nullptr;     // [vocab][hidden] (token_embd_ when tied)
   float* output_norm_ = nullptr;
-  float* inv_freq_ = nullptr;   // [head_dim / 2]
+  float* inv_freq_ = nullptr;  // [head_dim / 2]
   std::vector<LayerWeights> layers_;
 
   KvCacheShape cache_shape_;

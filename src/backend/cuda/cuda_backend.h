@@ -16,13 +16,13 @@ namespace loom {
 
 struct CudaBackendOptions {
   int32_t device = 0;
-  int32_t block_size = 16;                 // tokens per KV block
-  double gpu_memory_utilization = 0.9;     // share of the GPU's memory this process may hold
-  size_t kv_cache_bytes = 0;               // > 0: this KV budget instead of the utilization rule
+  int32_t block_size = 16;              // tokens per KV block
+  double gpu_memory_utilization = 0.9;  // share of the GPU's memory this process may hold
+  size_t kv_cache_bytes = 0;            // > 0: this KV budget instead of the utilization rule
   size_t swap_space_bytes = size_t{512} << 20;  // pinned host swap pool
-  int32_t max_num_batched_tokens = 2048;   // activations reserved before the KV pool is sized
+  int32_t max_num_batched_tokens = 2048;        // activations reserved before the KV pool is sized
   int32_t max_num_seqs = 256;
-  uint64_t dummy_seed = 1234;              // --load-format dummy
+  uint64_t dummy_seed = 1234;  // --load-format dummy
 };
 
 // Whether the build has CUDA and a usable GPU is present.

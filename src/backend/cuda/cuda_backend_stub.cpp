@@ -4,7 +4,9 @@
 #ifndef LOOM_HAVE_CUDA
 namespace loom {
 
-bool cuda_device_available() { return false; }
+bool cuda_device_available() {
+  return false;
+}
 
 Result<std::unique_ptr<Backend>> create_cuda_backend(std::shared_ptr<const ModelFile>,
                                                      const CudaBackendOptions&) {

@@ -57,12 +57,15 @@ Result<ModelConfig> load_dummy_config(const std::string& source) {
   fs::path path = source;
   if (fs::is_directory(path)) path /= "config.json";
   std::ifstream in(path);
-  if (!in) return make_error("cannot open %s (expected a config.json or a preset name)",
-                             path.string().c_str());
+  if (!in)
+    return make_error("cannot open %s (expected a config.json or a preset name)",
+                      path.string().c_str());
   json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return make_error("%s is not JSON", path.string().c_str());
+  if (j.is_discarded() || !j.is_object())
+    return make_error("%s is not JSON", path.string().c_str());
   const std::string type = j.value("model_type", "llama");
-  if (type != "llama") return make_error("dummy weights support model_type llama, not %s", type.c_str());
+  if (type != "llama")
+    return make_error("dummy weights support model_type llama, not %s", type.c_str());
   ModelConfig c;
   c.arch = Arch::kLlama;
   c.name = path.parent_path().filename().string();
@@ -74,7 +77,8 @@ Result<ModelConfig> load_dummy_config(const std::string& source) {
   };
   if (Status s = get("vocab_size", -1, &c.vocab_size); !s.ok()) return Error{s.error()};
   if (Status s = get("hidden_size", -1, &c.hidden_size); !s.ok()) return Error{s.error()};
-  if (Status s = get("intermediate_size", -1, &c.intermediate_size); !s.ok()) return Error{s.error()};
+  if (Status s = get("intermediate_size", -1, &c.intermediate_size); !s.ok())
+    return Error{s.error()};
   if (Status s = get("num_hidden_layers", -1, &c.num_layers); !s.ok()) return Error{s.error()};
   if (Status s = get("num_attention_heads", -1, &c.num_heads); !s.ok()) return Error{s.error()};
   if (Status s = get("num_key_value_heads", c.num_heads, &c.num_kv_heads); !s.ok())

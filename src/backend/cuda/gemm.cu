@@ -2,11 +2,11 @@
 
 namespace loom::cuda {
 
-#define LOOM_CUBLAS_CHECK(expr)                                                        \
-  do {                                                                                 \
-    const cublasStatus_t loom_st_ = (expr);                                            \
-    LOOM_CHECK(loom_st_ == CUBLAS_STATUS_SUCCESS, "%s: cuBLAS status %d", #expr,       \
-               static_cast<int>(loom_st_));                                            \
+#define LOOM_CUBLAS_CHECK(expr)                                                  \
+  do {                                                                           \
+    const cublasStatus_t loom_st_ = (expr);                                      \
+    LOOM_CHECK(loom_st_ == CUBLAS_STATUS_SUCCESS, "%s: cuBLAS status %d", #expr, \
+               static_cast<int>(loom_st_));                                      \
   } while (0)
 
 Gemm::Gemm() {

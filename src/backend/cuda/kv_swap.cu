@@ -21,8 +21,8 @@ KvSwapPool::~KvSwapPool() {
   if (copies_done_) cudaEventDestroy(copies_done_);
 }
 
-void KvSwapPool::copy(std::span<const BlockCopy> copies, uint8_t* dst_base,
-                      const uint8_t* src_base, cudaMemcpyKind kind, cudaStream_t compute) {
+void KvSwapPool::copy(std::span<const BlockCopy> copies, uint8_t* dst_base, const uint8_t* src_base,
+                      cudaMemcpyKind kind, cudaStream_t compute) {
   if (copies.empty()) return;
   LOOM_CUDA_CHECK(cudaEventRecord(compute_reached_, compute));
   LOOM_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_, compute_reached_, 0));

@@ -1,6 +1,6 @@
-#include "backend/cuda/random_fill.cuh"
-
 #include <algorithm>
+
+#include "backend/cuda/random_fill.cuh"
 
 namespace loom::cuda {
 namespace {
@@ -19,12 +19,16 @@ __global__ void fill_kernel(T* p, int64_t n, uint64_t seed, float scale, float o
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
     const float v = offset + scale * uniform_pm1(seed, static_cast<uint64_t>(i));
-    if constexpr (sizeof(T) == 2) p[i] = __float2bfloat16(v);
-    else p[i] = v;
+    if constexpr (sizeof(T) == 2)
+      p[i] = __float2bfloat16(v);
+    else
+      p[i] = v;
   }
 }
 
-int grid_for(int64_t n) { return static_cast<int>(std::min<int64_t>(ceil_div(n, 256), 4096)); }
+int grid_for(int64_t n) {
+  return static_cast<int>(std::min<int64_t>(ceil_div(n, 256), 4096));
+}
 
 }  // namespace
 

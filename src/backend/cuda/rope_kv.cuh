@@ -24,23 +24,24 @@ struct KvCacheShape {
   // Element offset of (block, layer, K=0 / V=1, kv head, token offset in block, dim 0).
   __host__ __device__ int64_t offset(int64_t block, int32_t layer, int32_t kv, int32_t head,
                                      int32_t slot_in_block) const {
-    return block * block_elems() + ((int64_t{layer} * 2 + kv) * num_kv_heads + head) * head_elems() +
+    return block * block_elems() +
+           ((int64_t{layer} * 2 + kv) * num_kv_heads + head) * head_elems() +
            int64_t{slot_in_block} * head_dim;
   }
 };
 
 struct RopeKvArgs {
-  const float* qkv = nullptr;        // [T][q_dim + 2 * kv_dim]: Q heads, K heads, V heads
-  const float* bias = nullptr;       // [q_dim + 2 * kv_dim] or null
-  const int32_t* positions = nullptr;  // [T]
+  const float* qkv = nullptr;             // [T][q_dim + 2 * kv_dim]: Q heads, K heads, V heads
+  const float* bias = nullptr;            // [q_dim + 2 * kv_dim] or null
+  const int32_t* positions = nullptr;     // [T]
   const int64_t* slot_mapping = nullptr;  // [T] block * block_size + offset
-  const float* inv_freq = nullptr;   // [head_dim / 2] per-pair angular frequency
+  const float* inv_freq = nullptr;        // [head_dim / 2] per-pair angular frequency
   int32_t num_tokens = 0;
   int32_t num_heads = 0;
-  bool neox = true;                  // pair i with i + head_dim/2 (HF); else 2i with 2i+1 (GGUF)
+  bool neox = true;  // pair i with i + head_dim/2 (HF); else 2i with 2i+1 (GGUF)
   int32_t layer = 0;
   KvCacheShape cache;
-  float* q_out = nullptr;            // [T][num_heads][head_dim]
+  float* q_out = nullptr;  // [T][num_heads][head_dim]
   bf16* kv_cache = nullptr;
 };
 

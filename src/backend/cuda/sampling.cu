@@ -1,6 +1,6 @@
-#include "backend/cuda/sampling.cuh"
-
 #include <cfloat>
+
+#include "backend/cuda/sampling.cuh"
 
 namespace loom::cuda {
 namespace {

@@ -1,6 +1,6 @@
-#include "backend/cuda/swiglu.cuh"
-
 #include <algorithm>
+
+#include "backend/cuda/swiglu.cuh"
 
 namespace loom::cuda {
 namespace {
@@ -28,8 +28,7 @@ void launch_swiglu(const bf16* gate_up, int32_t num_tokens, int32_t ffn, bf16* o
   if (pairs == 0) return;
   const int blocks = static_cast<int>(std::min<int64_t>(ceil_div(pairs, 256), 132 * 16));
   swiglu_kernel<<<blocks, 256, 0, stream>>>(reinterpret_cast<const __nv_bfloat162*>(gate_up),
-                                            ffn / 2, pairs,
-                                            reinterpret_cast<__nv_bfloat162*>(out));
+                                            ffn / 2, pairs, reinterpret_cast<__nv_bfloat162*>(out));
   LOOM_CUDA_CHECK_LAUNCH();
 }
 

@@ -200,6 +200,29 @@ TEST(HfModel, RefusesUnsupportedArchitecturesAndScaling) {
   EXPECT_TRUE(contains(open_error(m), "config.json")) << open_error(m);
 }
 
+// transformers 5 writes RoPE settings as one "rope_parameters" object.
+TEST(HfModel, ReadsRopeParametersOfNewerConfigs) {
+  ScratchModel m("llama_f16_llama3");
+  json c = m.config();
+  const json scaling = c["rope_scaling"];
+  const double theta = c.value("rope_theta", 10000.0);
+  auto before = ModelFile::open(m.path());
+  ASSERT_TRUE(before.ok()) << before.error();
+  c.erase("rope_scaling");
+  c.erase("rope_theta");
+  json params = scaling;
+  params["rope_theta"] = theta * 2;
+  c["rope_parameters"] = params;
+  m.set_config(c);
+  auto after = ModelFile::open(m.path());
+  ASSERT_TRUE(after.ok()) << after.error();
+  EXPECT_EQ((*after)->config().rope_theta, static_cast<float>(theta * 2));
+  EXPECT_EQ((*after)->config().rope_scaling.type, RopeScaling::Type::kLlama3);
+  EXPECT_EQ((*after)->config().rope_scaling.factor, (*before)->config().rope_scaling.factor);
+  EXPECT_EQ((*after)->config().rope_freq_factors.size(),
+            (*before)->config().rope_freq_factors.size());
+}
+
 TEST(HfModel, ShapeMismatchAndMissingTensorsAreNamed) {
   ScratchModel m("llama_f32");
   json c = m.config();
