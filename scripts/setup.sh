@@ -42,5 +42,7 @@ fi
 
 # Build (Release). Parallelism follows the machine's cores.
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+# Paths below the clone hash as relative ones, so a fresh clone elsewhere still hits the cache.
+export CCACHE_BASEDIR="$root"
 cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$root/build" -j"$(nproc)"

@@ -34,10 +34,11 @@ def group(run, name="all"):
     return None
 
 
-def fmt(v, digits=1):
+def fmt(v):
     if v is None:
         return "-"
     if isinstance(v, float):
+        digits = 0 if abs(v) >= 1000 else 1 if abs(v) >= 10 else 2 if abs(v) >= 1 else 3
         return f"{v:,.{digits}f}"
     return str(v)
 
@@ -213,8 +214,12 @@ def plot_all(runs, batching_series, load_series, out_dir):
                 for q, style in (("p50", "o-"), ("p99", "s--")):
                     ax.plot(rates, [g[key][q] for _, g in pts], style, color=colours.get(mode),
                             label=f"{mode} {q}")
+        all_rates = sorted({r for pts in load_series.values() for r, _ in pts})
         for ax, title in zip(axes, ("time to first token", "inter-token latency")):
             ax.set_xscale("log", base=2)
+            ax.set_xticks(all_rates)
+            ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_yscale("log")
             ax.set_xlabel("arrival rate (requests / s)")
             ax.set_ylabel("ms")
@@ -257,7 +262,7 @@ def plot_all(runs, batching_series, load_series, out_dir):
     mem = by_pattern(runs, r"memory_(admission|preemption)_(\w+)")
     if mem:
         mem.sort(key=lambda x: x[0].group(0))
-        labels = [f"{r['config']['engine']['admission'][:5]}/{r['config']['engine']['preemption'][:5]}"
+        labels = [f"{r['config']['engine']['admission']}\n{r['config']['engine']['preemption']}"
                   for _, r in mem]
         fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
         axes[0].bar(labels, [group(r)["output_tokens_per_s"] for _, r in mem])
@@ -271,7 +276,7 @@ def plot_all(runs, batching_series, load_series, out_dir):
         axes[2].bar(labels, [group(r)["e2e_ms"]["p99"] or 0 for _, r in mem])
         axes[2].set_title("E2E p99 (ms)")
         for ax in axes:
-            ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+            ax.tick_params(axis="x", labelsize=7)
             ax.grid(alpha=0.3, axis="y")
         save(fig, "memory_pressure.png")
 

@@ -3,7 +3,7 @@
 # every report (table .txt, JSON .json) plus the machine's load before and after into one folder,
 # then draws the plots.
 #
-#   tools/run_benchmarks.sh                      # the whole suite (~20-25 min on 2 quiet cores)
+#   tools/run_benchmarks.sh                      # the whole suite (~15 min on 2 quiet cores, ~35 min on 2 busy ones)
 #   QUICK=1 tools/run_benchmarks.sh              # tiny sizes: checks that everything runs (~5 min)
 #   SUITES="batching load" tools/run_benchmarks.sh   # some of: batching load chunked tiers
 #                                                    #   memory prefix peer
@@ -35,30 +35,30 @@ mkdir -p "$OUT"
 q() { if [ "$QUICK" = 1 ]; then echo "$2"; else echo "$1"; fi; }
 SEED=${SEED:-0}
 # 1. batching modes on Anyscale: N requests through batches of B sequences.
-ANYSCALE_N=${ANYSCALE_N:-$(q 32 8)}
-ANYSCALE_B=${ANYSCALE_B:-$(q 8 4)}
+ANYSCALE_N=${ANYSCALE_N:-$(q 16 8)}
+ANYSCALE_B=${ANYSCALE_B:-4}
 ANYSCALE_PROMPT=${ANYSCALE_PROMPT:-$(q 512 64)}
 CAPS=${CAPS:-$(q "32 128 512 1536" "32 128")}
 # 2. latency against load: Poisson arrivals at each rate (req/s).
-LOAD_RATES=${LOAD_RATES:-$(q "0.25 0.5 1 2 4" "1 4")}
+LOAD_RATES=${LOAD_RATES:-$(q "1 2 3 4 6" "1 4")}
 LOAD_N=${LOAD_N:-$(q 24 6)}
 LOAD_B=${LOAD_B:-16}
-LOAD_MAX_S=${LOAD_MAX_S:-$(q 75 20)}
+LOAD_MAX_S=${LOAD_MAX_S:-$(q 60 20)}
 # 3. chunked prefill: chats with long prompts arriving among them.
 CHUNK_CHATS=${CHUNK_CHATS:-$(q 8 4)}
 CHUNK_LONG_LEN=${CHUNK_LONG_LEN:-$(q 4096 1024)}
 CHUNK_NUM_LONG=${CHUNK_NUM_LONG:-2}
-CHUNK_CHAT_OUT=${CHUNK_CHAT_OUT:-$(q 160 32)}
+CHUNK_CHAT_OUT=${CHUNK_CHAT_OUT:-$(q 256 32)}
 # 4. tiers: batch jobs filling every slot, interactive chats arriving under them.
 TIER_SLOTS=${TIER_SLOTS:-$(q 16 4)}
 TIER_BATCH=${TIER_BATCH:-$(q 24 6)}
-TIER_BATCH_OUT=${TIER_BATCH_OUT:-$(q 96 24)}
+TIER_BATCH_OUT=${TIER_BATCH_OUT:-$(q 192 24)}
 TIER_INTERACTIVE=${TIER_INTERACTIVE:-$(q 8 3)}
 # 5. memory pressure: a KV cache that holds a few sequences only.
-MEM_N=${MEM_N:-$(q 32 8)}
-MEM_KV_MIB=${MEM_KV_MIB:-$(q 24 8)}
+MEM_N=${MEM_N:-$(q 24 6)}
+MEM_KV_MIB=${MEM_KV_MIB:-$(q 32 12)}
 # 6. prefix caching.
-PREFIX_N=${PREFIX_N:-$(q 16 4)}
+PREFIX_N=${PREFIX_N:-$(q 12 4)}
 PREFIX_LEN=${PREFIX_LEN:-$(q 1024 256)}
 # 7. loom against llama.cpp's server, online, at each client count.
 PEER_CLIENTS=${PEER_CLIENTS:-$(q "16 64" "4")}
@@ -76,6 +76,11 @@ threads=$(nproc)
 } >"$OUT/conditions.txt"
 cat "$OUT/conditions.txt"
 : >"$OUT/commands.txt"
+# The load average every 30 s while the suite runs: other work on the machine shows up here.
+(while sleep 30; do echo "$(date -u +%H:%M:%S) $(cut -d' ' -f1-3 /proc/loadavg)"; done) \
+  >"$OUT/load.txt" &
+load_pid=$!
+trap 'kill $load_pid 2>/dev/null || true' EXIT
 
 # bench NAME ARGS...: one `loom bench` run; the table goes to the terminal and NAME.txt.
 bench() {
@@ -134,14 +139,14 @@ if has tiers; then
     [ "$tiers" = off ] && flag=(--no-tiers)
     bench "tiers_${tiers}" --workload tier-mix --num-requests "$TIER_INTERACTIVE" \
       --input-len 32 --output-len 16 --num-batch "$TIER_BATCH" --batch-prompt-len 128 \
-      --batch-output-len "$TIER_BATCH_OUT" --interactive-start-s 2 --request-rate 0.5 \
+      --batch-output-len "$TIER_BATCH_OUT" --interactive-start-s 2 --request-rate 1 \
       --max-num-seqs "$TIER_SLOTS" "${flag[@]}" --max-duration 300
   done
 fi
 
 if has memory; then
-  mem=(--workload uniform --num-requests "$MEM_N" --input-len 32 --input-len-max 96
-    --output-len 32 --output-len-max 160 --max-num-seqs 32 --kv-cache-memory "$MEM_KV_MIB"
+  mem=(--workload uniform --num-requests "$MEM_N" --input-len 32 --input-len-max 64
+    --output-len 16 --output-len-max 112 --max-num-seqs 32 --kv-cache-memory "$MEM_KV_MIB"
     --swap-space 64 --max-duration 300)
   for adm in optimistic conservative profiled; do
     bench "memory_admission_${adm}" "${mem[@]}" --admission "$adm" --preemption auto
@@ -186,6 +191,7 @@ if has peer; then
     echo "!! no $LLAMA_BIN/llama-server (run tools/build_llama_cpp.sh): loom alone" >&2
   fi
   for server in "${servers[@]}"; do
+    port=$((port + 1))  # a fresh port: the last server's may still be closing
     if [ "$server" = loom ]; then
       srv=("$LOOM" serve --model "$MODEL" --port "$port" --max-num-seqs "$max_clients")
     else
