@@ -10,13 +10,12 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/kernels/cpu_features.h"
@@ -55,7 +54,8 @@ std::vector<TokenId> random_prompt(std::mt19937& rng, int n, int vocab) {
 }
 
 std::unique_ptr<Engine> make_engine(std::shared_ptr<const ModelFile> model,
-                                    std::shared_ptr<const Tokenizer> tok, int budget, int max_seqs) {
+                                    std::shared_ptr<const Tokenizer> tok, int budget,
+                                    int max_seqs) {
   cpu::CpuBackendOptions bo;
   bo.kv_cache_bytes = size_t{1} << 30;
   bo.swap_space_bytes = 0;
@@ -122,11 +122,16 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
-    if (k == "--model") a.model = next();
-    else if (k == "--repeats") a.repeats = std::stoi(next());
-    else if (k == "--json") a.json_path = next();
-    else if (k == "--prefill-tokens") a.prefill_tokens = std::stoi(next());
-    else if (k == "--decode-tokens") a.decode_tokens = std::stoi(next());
+    if (k == "--model")
+      a.model = next();
+    else if (k == "--repeats")
+      a.repeats = std::stoi(next());
+    else if (k == "--json")
+      a.json_path = next();
+    else if (k == "--prefill-tokens")
+      a.prefill_tokens = std::stoi(next());
+    else if (k == "--decode-tokens")
+      a.decode_tokens = std::stoi(next());
     else if (k == "--batches") {
       a.batches.clear();
       std::stringstream ss(next());
@@ -143,14 +148,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::shared_ptr<const ModelFile> model(std::move(m).value());
-  std::shared_ptr<const Tokenizer> tok(Tokenizer::create(model->tokenizer_spec()).value().release());
+  std::shared_ptr<const Tokenizer> tok(
+      Tokenizer::create(model->tokenizer_spec()).value().release());
   const int vocab = model->config().vocab_size;
   std::mt19937 rng(1234);
   nlohmann::json out;
   out["isa"] = cpu::isa_name(cpu::active_isa());
   out["threads"] = cpu::num_threads();
 
-  // Prefill: one prompt in one step (budget = prompt length); time = first scheduled -> first token.
+  // Prefill: one prompt in one step (budget = prompt length); time = first scheduled -> first
+  // token.
   {
     auto engine = make_engine(model, tok, std::max(512, a.prefill_tokens), 1);
     std::vector<double> rates;
@@ -211,7 +218,8 @@ int main(int argc, char** argv) {
         for (int64_t t : v) gen_after += t > last_first ? 1 : 0;
       const double window = (end - last_first) * 1e-6;
       gen_rates.push_back(window > 0 ? gen_after / window : 0);
-      total_rates.push_back(n * double(a.batch_prompt + a.batch_gen) / ((end - tl.start_us) * 1e-6));
+      total_rates.push_back(n * double(a.batch_prompt + a.batch_gen) /
+                            ((end - tl.start_us) * 1e-6));
     }
     out["batched"].push_back({{"concurrency", n},
                               {"prompt", a.batch_prompt},

@@ -13,11 +13,11 @@
 namespace loom {
 
 struct KvPoolInfo {
-  int32_t block_size = 16;       // tokens per block
-  int32_t num_device_blocks = 0; // blocks in the device pool
-  int32_t num_host_blocks = 0;   // blocks in the host swap pool
-  size_t bytes_per_block = 0;    // all layers, K and V
-  std::string dtype;             // "f16", "int8", ...
+  int32_t block_size = 16;        // tokens per block
+  int32_t num_device_blocks = 0;  // blocks in the device pool
+  int32_t num_host_blocks = 0;    // blocks in the host swap pool
+  size_t bytes_per_block = 0;     // all layers, K and V
+  std::string dtype;              // "f16", "int8", ...
 };
 
 class Backend {
@@ -32,8 +32,8 @@ class Backend {
   virtual void forward(const ForwardBatch& batch, float* logits) = 0;
 
   // Block moves requested by the scheduler, done before the forward of the same step.
-  virtual void swap_out(std::span<const BlockCopy> copies) = 0;   // device src -> host dst
-  virtual void swap_in(std::span<const BlockCopy> copies) = 0;    // host src -> device dst
+  virtual void swap_out(std::span<const BlockCopy> copies) = 0;     // device src -> host dst
+  virtual void swap_in(std::span<const BlockCopy> copies) = 0;      // host src -> device dst
   virtual void copy_blocks(std::span<const BlockCopy> copies) = 0;  // device -> device
 };
 

@@ -12,9 +12,9 @@
 namespace loom {
 
 struct ForwardBatch {
-  std::vector<TokenId> tokens;        // [T] new tokens, sequence after sequence
-  std::vector<int32_t> positions;     // [T] absolute position of each token in its sequence
-  std::vector<int32_t> query_start;   // [S+1] tokens of seq s are [query_start[s], query_start[s+1])
+  std::vector<TokenId> tokens;       // [T] new tokens, sequence after sequence
+  std::vector<int32_t> positions;    // [T] absolute position of each token in its sequence
+  std::vector<int32_t> query_start;  // [S+1] tokens of seq s are [query_start[s], query_start[s+1])
   std::vector<int32_t> context_lens;  // [S] tokens in the KV cache after this step (incl. new ones)
   std::vector<int32_t> block_tables;  // [S][max_blocks_per_seq], padded with -1
   int32_t max_blocks_per_seq = 0;

@@ -3,9 +3,8 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "cli/commands.h"
 #include "cli/engine_options.h"
@@ -30,7 +29,8 @@ int generate_one(const GenerateOptions& o, LoadedEngine& le) {
   bool parse_special = false;
   if (o.chat) {
     if (!le.chat_template)
-      throw CLI::ValidationError("--chat", le.chat_template_error + " (name one with --chat-template)");
+      throw CLI::ValidationError("--chat",
+                                 le.chat_template_error + " (name one with --chat-template)");
     auto applied = le.chat_template->apply({ChatMessage{"user", o.prompt}}, true);
     if (!applied.ok()) throw CLI::ValidationError("--chat", applied.error());
     text = applied.value();
@@ -64,7 +64,8 @@ int generate_one(const GenerateOptions& o, LoadedEngine& le) {
                    "decode %.1f tok/s\n",
                    finish_reason_name(*delta->finish), delta->num_prompt_tokens, prefill_s * 1e3,
                    prefill_s > 0 ? delta->num_prompt_tokens / prefill_s : 0.0,
-                   delta->num_output_tokens, decode_s > 0 && decoded > 0 ? decoded / decode_s : 0.0);
+                   delta->num_output_tokens,
+                   decode_s > 0 && decoded > 0 ? decoded / decode_s : 0.0);
       break;
     }
   }

@@ -28,9 +28,11 @@ std::string default_model_path() {
 void EngineOptions::add_to(CLI::App& app) {
   model_path = default_model_path();
   app.add_option("--model", model_path, "GGUF file or HF directory")->capture_default_str();
-  app.add_option("--chat-template", chat_template,
-                 "chat format when the model's template is unknown: chatml, llama3, llama2, mistral");
-  app.add_option("--kv-cache-memory", kv_cache_mib, "KV cache budget in MiB")->capture_default_str();
+  app.add_option(
+      "--chat-template", chat_template,
+      "chat format when the model's template is unknown: chatml, llama3, llama2, mistral");
+  app.add_option("--kv-cache-memory", kv_cache_mib, "KV cache budget in MiB")
+      ->capture_default_str();
   app.add_option("--kv-cache-dtype", kv_cache_dtype,
                  "KV cache row format: f16, int8 or int4 (more tokens in the same memory)")
       ->capture_default_str();
@@ -139,8 +141,10 @@ Result<std::unique_ptr<LoadedEngine>> load_engine(const EngineOptions& o) {
     if (!kv_dtype.ok()) return Error{kv_dtype.error()};
     bo.kv_dtype = kv_dtype.value();
     auto cpu_backend = cpu::CpuBackend::create(loaded->model, bo);
-    if (cpu_backend.ok()) backend = std::unique_ptr<Backend>(std::move(cpu_backend).value());
-    else backend = Error{cpu_backend.error()};
+    if (cpu_backend.ok())
+      backend = std::unique_ptr<Backend>(std::move(cpu_backend).value());
+    else
+      backend = Error{cpu_backend.error()};
   }
   if (!backend.ok()) return Error{backend.error()};
   const KvPoolInfo pool = backend.value()->kv_pool();
@@ -148,12 +152,12 @@ Result<std::unique_ptr<LoadedEngine>> load_engine(const EngineOptions& o) {
   sc.num_device_blocks = pool.num_device_blocks;
   sc.num_host_blocks = pool.num_host_blocks;
   if (Status s = sc.validate(); !s.ok()) return Error{s.error()};
-  LOOM_LOG_INFO("model %s: %s, %d layers, hidden %d, vocab %d; KV cache %d blocks of %d tokens "
-                "(%d tokens, %s), swap pool %d blocks",
-                o.model_path.c_str(), arch_name(mc.arch), mc.num_layers, mc.hidden_size,
-                mc.vocab_size, pool.num_device_blocks, pool.block_size,
-                pool.num_device_blocks * pool.block_size, pool.dtype.c_str(),
-                pool.num_host_blocks);
+  LOOM_LOG_INFO(
+      "model %s: %s, %d layers, hidden %d, vocab %d; KV cache %d blocks of %d tokens "
+      "(%d tokens, %s), swap pool %d blocks",
+      o.model_path.c_str(), arch_name(mc.arch), mc.num_layers, mc.hidden_size, mc.vocab_size,
+      pool.num_device_blocks, pool.block_size, pool.num_device_blocks * pool.block_size,
+      pool.dtype.c_str(), pool.num_host_blocks);
   EngineConfig ec;
   ec.scheduler = sc;
   loaded->engine = std::make_unique<Engine>(std::move(backend).value(), loaded->tokenizer, mc, ec);

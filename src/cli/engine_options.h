@@ -14,7 +14,8 @@
 
 namespace loom::cli {
 
-std::string default_model_path();  // models/SmolLM2-135M-Instruct.Q4_1.gguf next to the binary's repo
+std::string
+default_model_path();  // models/SmolLM2-135M-Instruct.Q4_1.gguf next to the binary's repo
 
 struct EngineOptions {
   std::string model_path;
@@ -35,9 +36,9 @@ struct EngineOptions {
   std::string preemption = "auto";
   double aging_s = 5;
   int32_t max_waiting_requests = 4096;
-  std::string device = "cpu";             // cpu or cuda
-  double gpu_memory_utilization = 0.9;    // cuda: share of GPU memory for weights + KV cache
-  std::string load_format = "auto";       // auto, or dummy: random weights from config.json
+  std::string device = "cpu";           // cpu or cuda
+  double gpu_memory_utilization = 0.9;  // cuda: share of GPU memory for weights + KV cache
+  std::string load_format = "auto";     // auto, or dummy: random weights from config.json
 
   void add_to(CLI::App& app);
 };

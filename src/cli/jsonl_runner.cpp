@@ -3,9 +3,8 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "server/openai_request.h"
 #include "server/prompt_builder.h"

@@ -42,6 +42,8 @@ DTypeInfo dtype_info(DType type) {
   return *info;
 }
 
-const char* dtype_name(DType type) { return dtype_info(type).name; }
+const char* dtype_name(DType type) {
+  return dtype_info(type).name;
+}
 
 }  // namespace loom

@@ -23,11 +23,11 @@ std::optional<Tier> parse_tier(const std::string& name);
 Tier tier_of_priority(int32_t priority);
 
 struct Request {
-  std::string external_id;       // the client's / API's id, echoed back
-  std::vector<TokenId> prompt;   // already tokenized, chat template applied
+  std::string external_id;      // the client's / API's id, echoed back
+  std::vector<TokenId> prompt;  // already tokenized, chat template applied
   SamplingParams sampling;
   int32_t priority = kStandardPriority;  // lower = more urgent
-  int64_t arrival_us = 0;        // set by the engine at submit if 0
+  int64_t arrival_us = 0;                // set by the engine at submit if 0
 };
 
 enum class FinishReason { kStop, kLength, kAbort, kError };
@@ -59,11 +59,11 @@ struct RequestOutput {
   std::string new_text;                     // UTF-8, never half a character
   std::vector<TokenLogprobs> new_logprobs;  // parallel to new_tokens when logprobs requested
   std::optional<FinishReason> finish;
-  std::string error;                        // set with FinishReason::kError
+  std::string error;  // set with FinishReason::kError
   int32_t num_prompt_tokens = 0;
-  int32_t num_cached_prompt_tokens = 0;     // prompt tokens served from the prefix cache
-  int32_t num_output_tokens = 0;            // total so far
-  RequestTimings timings;                   // filled on the final delta
+  int32_t num_cached_prompt_tokens = 0;  // prompt tokens served from the prefix cache
+  int32_t num_output_tokens = 0;         // total so far
+  RequestTimings timings;                // filled on the final delta
 };
 
 }  // namespace loom

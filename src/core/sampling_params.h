@@ -25,7 +25,7 @@ struct SamplingParams {
   std::vector<std::string> stop;    // stop strings, matched across token boundaries
   std::vector<TokenId> stop_token_ids;
   bool ignore_eos = false;
-  int32_t logprobs = -1;            // -1 = none; N >= 0 = sampled token's logprob + top-N
+  int32_t logprobs = -1;  // -1 = none; N >= 0 = sampled token's logprob + top-N
   bool include_stop_str_in_output = false;
 
   bool greedy() const { return temperature <= 0.0f; }

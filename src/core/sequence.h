@@ -22,8 +22,8 @@ const char* seq_status_name(SeqStatus status);
 
 struct Sequence {
   SeqId id = 0;
-  Request request;               // prompt, sampling params, priority, arrival
-  std::vector<TokenId> tokens;   // prompt followed by generated tokens
+  Request request;              // prompt, sampling params, priority, arrival
+  std::vector<TokenId> tokens;  // prompt followed by generated tokens
   int32_t num_prompt_tokens = 0;
   int32_t num_computed_tokens = 0;  // leading tokens whose K/V are in the cache
   SeqStatus status = SeqStatus::kWaiting;

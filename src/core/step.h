@@ -17,9 +17,10 @@ namespace loom {
 // The spans point into the scheduler's Sequence and stay valid until update() returns.
 struct ScheduledSeq {
   SeqId id = 0;
-  int32_t start_pos = 0;       // == num_computed_tokens before this step
-  int32_t num_new_tokens = 0;  // tokens fed this step: tokens[start_pos, start_pos + num_new_tokens)
-  bool sample = false;         // true when this step reaches the end of the known tokens
+  int32_t start_pos = 0;  // == num_computed_tokens before this step
+  int32_t num_new_tokens =
+      0;                // tokens fed this step: tokens[start_pos, start_pos + num_new_tokens)
+  bool sample = false;  // true when this step reaches the end of the known tokens
   std::span<const TokenId> new_tokens;   // size num_new_tokens
   std::span<const BlockId> block_table;  // device blocks covering start_pos + num_new_tokens
 };
@@ -30,7 +31,7 @@ struct BlockCopy {
 };
 
 struct StepPlan {
-  std::vector<ScheduledSeq> seqs;  // decodes first, then prefill chunks
+  std::vector<ScheduledSeq> seqs;   // decodes first, then prefill chunks
   std::vector<BlockCopy> swap_out;  // device src -> host dst; done before the forward
   std::vector<BlockCopy> swap_in;   // host src -> device dst; done before the forward
   std::vector<BlockCopy> copies;    // device -> device (copy-on-write); before the forward

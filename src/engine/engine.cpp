@@ -50,8 +50,8 @@ struct Engine::Impl {
   std::condition_variable cv;
   std::deque<Command> inbox;
   int64_t inbox_prompt_tokens = 0;
-  int32_t waiting_snapshot = 0;          // scheduler's waiting requests at the last iteration
-  int64_t waiting_tokens_snapshot = 0;   // their prompt tokens
+  int32_t waiting_snapshot = 0;         // scheduler's waiting requests at the last iteration
+  int64_t waiting_tokens_snapshot = 0;  // their prompt tokens
   bool stop_requested = false;
   std::atomic<bool> accepting{false};
   std::atomic<SeqId> next_id{1};
@@ -97,9 +97,9 @@ SubmitResult Engine::Impl::submit(Request request) {
   if (request.prompt.empty()) return fail(SubmitErrorCode::kInvalid, "the prompt is empty");
   for (TokenId t : request.prompt) {
     if (t < 0 || t >= vocab)
-      return fail(SubmitErrorCode::kInvalid,
-                  "prompt token id " + std::to_string(t) + " is outside the vocabulary [0, " +
-                      std::to_string(vocab) + ")");
+      return fail(SubmitErrorCode::kInvalid, "prompt token id " + std::to_string(t) +
+                                                 " is outside the vocabulary [0, " +
+                                                 std::to_string(vocab) + ")");
   }
   if (Status s = request.sampling.validate(vocab); !s.ok())
     return fail(SubmitErrorCode::kInvalid, s.error());
@@ -111,13 +111,13 @@ SubmitResult Engine::Impl::submit(Request request) {
   const SchedulerConfig& sc = config.scheduler;
   const int64_t prompt_tokens = static_cast<int64_t>(request.prompt.size());
   if (waiting_snapshot + static_cast<int64_t>(inbox.size()) >= sc.max_waiting_requests)
-    return fail(SubmitErrorCode::kQueueFull,
-                "the waiting queue is full (" + std::to_string(sc.max_waiting_requests) +
-                    " requests); retry later");
+    return fail(SubmitErrorCode::kQueueFull, "the waiting queue is full (" +
+                                                 std::to_string(sc.max_waiting_requests) +
+                                                 " requests); retry later");
   if (waiting_tokens_snapshot + inbox_prompt_tokens + prompt_tokens > sc.max_waiting_tokens)
-    return fail(SubmitErrorCode::kQueueFull,
-                "the waiting queue is full (" + std::to_string(sc.max_waiting_tokens) +
-                    " prompt tokens); retry later");
+    return fail(SubmitErrorCode::kQueueFull, "the waiting queue is full (" +
+                                                 std::to_string(sc.max_waiting_tokens) +
+                                                 " prompt tokens); retry later");
   Command cmd;
   cmd.kind = Command::Kind::kSubmit;
   cmd.id = next_id.fetch_add(1);
@@ -147,8 +147,8 @@ void Engine::Impl::drain_inbox() {
       // SeqOutput keeps a reference to the params: the scheduler's copy, stable while it lives.
       const Sequence* seq = scheduler->find(c.id);
       LOOM_CHECK(seq != nullptr);
-      outputs.emplace(c.id, std::make_unique<SeqOutput>(c.stream, *tokenizer,
-                                                        seq->request.sampling, c.seed));
+      outputs.emplace(
+          c.id, std::make_unique<SeqOutput>(c.stream, *tokenizer, seq->request.sampling, c.seed));
       metrics.prompt_tokens.fetch_add(prompt_tokens);
     } else {
       if (outputs.count(c.id) == 0) continue;  // already finished
@@ -175,8 +175,7 @@ void Engine::Impl::finish(SeqId id, FinishReason reason, RequestOutput delta,
   delta.timings.finished_us = now;
   scheduler->finish(id, reason, now);
   metrics.finished_by_reason[static_cast<int>(reason)].fetch_add(1);
-  if (delta.timings.arrival_us > 0)
-    metrics.e2e_s.observe((now - delta.timings.arrival_us) * 1e-6);
+  if (delta.timings.arrival_us > 0) metrics.e2e_s.observe((now - delta.timings.arrival_us) * 1e-6);
   it->second->stream().push(std::move(delta));
   outputs.erase(it);
   num_live.fetch_sub(1);
@@ -295,7 +294,8 @@ void Engine::Impl::loop() {
       std::unique_lock<std::mutex> lock(mu);
       // Idle, or waiting for a dynamic batch window: sleep until new input (or a short tick).
       int64_t wait_us = scheduler->has_work() ? 1000 : 100000;
-      if (auto event = scheduler->next_event_us()) wait_us = std::max<int64_t>(0, *event - now_us());
+      if (auto event = scheduler->next_event_us())
+        wait_us = std::max<int64_t>(0, *event - now_us());
       cv.wait_for(lock, std::chrono::microseconds(wait_us),
                   [&] { return !inbox.empty() || stop_requested; });
     }
@@ -312,7 +312,9 @@ Engine::Engine(std::unique_ptr<Backend> backend, std::shared_ptr<const Tokenizer
     : impl_(std::make_unique<Impl>(std::move(backend), std::move(tokenizer),
                                    std::move(model_config), std::move(config))) {}
 
-Engine::~Engine() { shutdown(std::chrono::milliseconds(0)); }
+Engine::~Engine() {
+  shutdown(std::chrono::milliseconds(0));
+}
 
 void Engine::start() {
   LOOM_CHECK(!impl_->thread.joinable(), "engine started twice");
@@ -336,7 +338,9 @@ void Engine::shutdown(std::chrono::milliseconds drain_deadline) {
   impl_->thread.join();
 }
 
-SubmitResult Engine::submit(Request request) { return impl_->submit(std::move(request)); }
+SubmitResult Engine::submit(Request request) {
+  return impl_->submit(std::move(request));
+}
 
 void Engine::abort(SeqId id) {
   std::lock_guard<std::mutex> lock(impl_->mu);
@@ -347,11 +351,23 @@ void Engine::abort(SeqId id) {
   impl_->cv.notify_one();
 }
 
-bool Engine::accepting() const { return impl_->accepting.load(); }
-EngineMetrics& Engine::metrics() { return impl_->metrics; }
-const Tokenizer& Engine::tokenizer() const { return *impl_->tokenizer; }
-const ModelConfig& Engine::model_config() const { return impl_->model_config; }
-const EngineConfig& Engine::config() const { return impl_->config; }
-const KvPoolInfo& Engine::kv_pool() const { return impl_->pool; }
+bool Engine::accepting() const {
+  return impl_->accepting.load();
+}
+EngineMetrics& Engine::metrics() {
+  return impl_->metrics;
+}
+const Tokenizer& Engine::tokenizer() const {
+  return *impl_->tokenizer;
+}
+const ModelConfig& Engine::model_config() const {
+  return impl_->model_config;
+}
+const EngineConfig& Engine::config() const {
+  return impl_->config;
+}
+const KvPoolInfo& Engine::kv_pool() const {
+  return impl_->pool;
+}
 
 }  // namespace loom

@@ -32,16 +32,16 @@ class Histogram {
 
 struct EngineMetrics {
   EngineMetrics();
-  Histogram ttft_s;          // arrival -> first token
-  Histogram itl_s;           // between consecutive tokens of one request
-  Histogram e2e_s;           // arrival -> finish
-  Histogram queue_s;         // arrival -> first scheduled
+  Histogram ttft_s;   // arrival -> first token
+  Histogram itl_s;    // between consecutive tokens of one request
+  Histogram e2e_s;    // arrival -> finish
+  Histogram queue_s;  // arrival -> first scheduled
   std::atomic<int64_t> prompt_tokens{0};
   std::atomic<int64_t> generation_tokens{0};
   std::atomic<int64_t> preemptions_swap{0};
   std::atomic<int64_t> preemptions_recompute{0};
-  std::atomic<int64_t> prefix_cache_query_tokens{0};  // prompt tokens looked up
-  std::atomic<int64_t> prefix_cache_hit_tokens{0};    // of those, found cached
+  std::atomic<int64_t> prefix_cache_query_tokens{0};         // prompt tokens looked up
+  std::atomic<int64_t> prefix_cache_hit_tokens{0};           // of those, found cached
   std::array<std::atomic<int64_t>, 4> finished_by_reason{};  // index = FinishReason
   std::atomic<int64_t> rejected_queue_full{0};
   std::atomic<int64_t> rejected_invalid{0};

@@ -174,11 +174,11 @@ Result<ModelConfig> load_config(const json& j, const std::string& dir) {
   if (!eps) return Error{eps.error()};
   c.rms_norm_eps = static_cast<float>(*eps);
   auto rope_parameters = j.find("rope_parameters");
-  const bool theta_in_parameters = !j.contains("rope_theta") && rope_parameters != j.end() &&
-                                   rope_parameters->is_object();
-  auto theta = theta_in_parameters
-                   ? get_number(*rope_parameters, "rope_theta", 10000.0, "config.json rope_parameters")
-                   : get_number(j, "rope_theta", 10000.0, "config.json");
+  const bool theta_in_parameters =
+      !j.contains("rope_theta") && rope_parameters != j.end() && rope_parameters->is_object();
+  auto theta = theta_in_parameters ? get_number(*rope_parameters, "rope_theta", 10000.0,
+                                                "config.json rope_parameters")
+                                   : get_number(j, "rope_theta", 10000.0, "config.json");
   if (!theta) return Error{theta.error()};
   c.rope_theta = static_cast<float>(*theta);
   if (auto s = validate_config(c); !s) return Error{s.error()};

@@ -11,7 +11,7 @@
 namespace loom {
 
 struct TensorView {
-  std::string name;       // GGUF naming: "token_embd.weight", "blk.3.attn_q.weight", ...
+  std::string name;  // GGUF naming: "token_embd.weight", "blk.3.attn_q.weight", ...
   DType type = DType::kF32;
   std::vector<int64_t> ne;  // dims, innermost (contiguous) first, as GGUF stores them:
                             // a weight matrix [out][in] row-major has ne = {in, out}

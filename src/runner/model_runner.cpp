@@ -26,10 +26,10 @@ void ModelRunner::build_batch(const StepPlan& plan, int32_t block_size, ForwardB
   b.block_tables.assign(plan.seqs.size() * static_cast<size_t>(max_blocks), kNoBlock);
   for (size_t i = 0; i < plan.seqs.size(); ++i) {
     const ScheduledSeq& s = plan.seqs[i];
-    LOOM_CHECK(s.num_new_tokens >= 1 &&
-                   static_cast<int32_t>(s.new_tokens.size()) == s.num_new_tokens,
-               "seq %ld: %d new tokens, span of %zu", static_cast<long>(s.id), s.num_new_tokens,
-               s.new_tokens.size());
+    LOOM_CHECK(
+        s.num_new_tokens >= 1 && static_cast<int32_t>(s.new_tokens.size()) == s.num_new_tokens,
+        "seq %ld: %d new tokens, span of %zu", static_cast<long>(s.id), s.num_new_tokens,
+        s.new_tokens.size());
     const int32_t context = s.start_pos + s.num_new_tokens;
     LOOM_CHECK(static_cast<int64_t>(s.block_table.size()) * block_size >= context,
                "seq %ld: %zu blocks cannot hold %d tokens", static_cast<long>(s.id),

@@ -22,7 +22,7 @@ enum class AdmissionPolicy {
 enum class PreemptionMode {
   kRecompute,  // free the victim's blocks, prefill again later
   kSwap,       // copy the victim's blocks to the host pool, copy back later
-  kAuto        // per victim, the cheaper of the two by the cost model; recompute if the pool is full
+  kAuto  // per victim, the cheaper of the two by the cost model; recompute if the pool is full
 };
 
 const char* batching_mode_name(BatchingMode m);
@@ -42,13 +42,13 @@ struct SchedulerConfig {
   bool chunked_prefill = true;           // off: a prompt is prefilled whole in one step
   bool prefix_caching = true;
   BatchingMode batching = BatchingMode::kContinuous;
-  int64_t dynamic_window_us = 20000;     // kDynamic: wait at most this long for a full batch
+  int64_t dynamic_window_us = 20000;  // kDynamic: wait at most this long for a full batch
   AdmissionPolicy admission = AdmissionPolicy::kProfiled;
-  float watermark = 0.01f;               // share of blocks kept free when admitting (optimistic)
-  float profiled_quantile = 0.9f;        // kProfiled: quantile of observed output lengths
-  float reservation_buffer = 0.05f;      // kProfiled: extra share of the pool kept in reserve
-  int32_t profiled_min_samples = 16;     // below this many finished requests, reserve max_tokens
-  int32_t profiled_window = 1000;        // kProfiled: learn from the last this many finished
+  float watermark = 0.01f;            // share of blocks kept free when admitting (optimistic)
+  float profiled_quantile = 0.9f;     // kProfiled: quantile of observed output lengths
+  float reservation_buffer = 0.05f;   // kProfiled: extra share of the pool kept in reserve
+  int32_t profiled_min_samples = 16;  // below this many finished requests, reserve max_tokens
+  int32_t profiled_window = 1000;     // kProfiled: learn from the last this many finished
   PreemptionMode preemption = PreemptionMode::kAuto;
   bool priority_preemption = true;       // a waiting higher-priority request may preempt
   int64_t aging_us_per_level = 5000000;  // waiting this long raises priority by one level (0 = off)

@@ -13,11 +13,11 @@ namespace loom::detail {
 }  // namespace loom::detail
 
 // LOOM_CHECK(cond) or LOOM_CHECK(cond, "printf format", args...)
-#define LOOM_CHECK(cond, ...)                                                   \
-  do {                                                                          \
-    if (__builtin_expect(!(cond), 0)) {                                         \
+#define LOOM_CHECK(cond, ...)                                                             \
+  do {                                                                                    \
+    if (__builtin_expect(!(cond), 0)) {                                                   \
       ::loom::detail::check_failed(__FILE__, __LINE__, #cond __VA_OPT__(, ) __VA_ARGS__); \
-    }                                                                           \
+    }                                                                                     \
   } while (0)
 
 #ifdef NDEBUG

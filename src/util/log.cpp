@@ -24,8 +24,12 @@ std::mutex g_mu;
 
 }  // namespace
 
-LogLevel log_level() { return static_cast<LogLevel>(g_level.load()); }
-void set_log_level(LogLevel level) { g_level.store(static_cast<int>(level)); }
+LogLevel log_level() {
+  return static_cast<LogLevel>(g_level.load());
+}
+void set_log_level(LogLevel level) {
+  g_level.store(static_cast<int>(level));
+}
 
 void log_message(LogLevel level, const char* fmt, ...) {
   if (static_cast<int>(level) < g_level.load()) return;

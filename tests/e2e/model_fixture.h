@@ -7,10 +7,9 @@
 #include <cmath>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "backend/cpu/cpu_backend.h"
 #include "model/model_file.h"
@@ -83,7 +82,8 @@ inline ForwardBatch make_batch(std::vector<ManualSeq*> seqs, const std::vector<i
   ForwardBatch b;
   b.query_start.push_back(0);
   int32_t max_blocks = 1;
-  for (auto* s : seqs) max_blocks = std::max<int32_t>(max_blocks, static_cast<int32_t>(s->blocks.size()));
+  for (auto* s : seqs)
+    max_blocks = std::max<int32_t>(max_blocks, static_cast<int32_t>(s->blocks.size()));
   b.max_blocks_per_seq = max_blocks;
   for (size_t i = 0; i < seqs.size(); ++i) {
     ManualSeq& s = *seqs[i];

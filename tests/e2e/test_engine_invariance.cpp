@@ -108,7 +108,8 @@ void run_preemption_case(PreemptionMode mode) {
   sc.preemption = mode;
   sc.admission = AdmissionPolicy::kOptimistic;
   sc.prefix_caching = false;
-  const size_t block_bytes = size_t{30} * 2 * 3 * 16 * 64 * 2;  // layers * K,V * heads * 16 * 64 * f16
+  const size_t block_bytes =
+      size_t{30} * 2 * 3 * 16 * 64 * 2;  // layers * K,V * heads * 16 * 64 * f16
   auto engine = make_engine(sc, 30 * block_bytes, 200 * block_bytes);
   std::vector<Request> reqs;
   for (int32_t i = 0; i < 48; i += 2) reqs.push_back(make_request(i, 24));
@@ -128,8 +129,12 @@ void run_preemption_case(PreemptionMode mode) {
   for (const auto& r : runs) EXPECT_EQ(r.tokens.size(), 24u);
 }
 
-TEST(EngineInvariance, PreemptedBySwap) { run_preemption_case(PreemptionMode::kSwap); }
-TEST(EngineInvariance, PreemptedByRecompute) { run_preemption_case(PreemptionMode::kRecompute); }
+TEST(EngineInvariance, PreemptedBySwap) {
+  run_preemption_case(PreemptionMode::kSwap);
+}
+TEST(EngineInvariance, PreemptedByRecompute) {
+  run_preemption_case(PreemptionMode::kRecompute);
+}
 
 TEST(EngineInvariance, SeededSamplingIsReproducible) {
   auto engine = make_engine(base_config(), kRoomyKv);

@@ -38,7 +38,8 @@ ManualSeq seq_with_blocks(std::vector<TokenId> tokens, BlockId first_block, int3
 // both are printed for information.
 class ActivationPrecisionScope {
  public:
-  explicit ActivationPrecisionScope(cpu::ActivationPrecision p) : saved_(cpu::activation_precision()) {
+  explicit ActivationPrecisionScope(cpu::ActivationPrecision p)
+      : saved_(cpu::activation_precision()) {
     cpu::set_activation_precision(p);
   }
   ~ActivationPrecisionScope() { cpu::set_activation_precision(saved_); }
@@ -127,7 +128,8 @@ TEST(Forward, BatchInvariance) {
   auto backend = make_backend();
   ASSERT_TRUE(backend);
   const int32_t vocab = backend->vocab_size();
-  const std::vector<TokenId> prompt = {504, 2365, 6354, 16438, 253, 11, 339, 1535, 3329, 282, 11126, 30};
+  const std::vector<TokenId> prompt = {504, 2365, 6354, 16438, 253,   11,
+                                       339, 1535, 3329, 282,   11126, 30};
 
   // Alone: prefill, then one decode.
   ManualSeq alone = seq_with_blocks(prompt, 0, 4);

@@ -40,7 +40,8 @@ TEST(HfForward, TinyCheckpointsMatchNumpyReference) {
       const auto want = rows[t].get<std::vector<float>>();
       // Weights are exact in every variant; the K/V cache holds f16 (rel. error ~5e-4), which
       // bounds how far a row may move.
-      EXPECT_GT(cosine(logits.data() + t * vocab, want.data(), vocab), 0.9999) << name << " row " << t;
+      EXPECT_GT(cosine(logits.data() + t * vocab, want.data(), vocab), 0.9999)
+          << name << " row " << t;
       EXPECT_EQ(top_ids(logits.data() + t * vocab, vocab, 1)[0], top_ids(want.data(), vocab, 1)[0])
           << name << " row " << t;
     }

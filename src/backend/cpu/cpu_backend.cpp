@@ -39,11 +39,14 @@ Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const Mod
                       c.num_heads / c.num_kv_heads);
   if (options.num_threads > 0) omp_set_num_threads(options.num_threads);
   if (!kv_dtype_supports(options.kv_dtype, c.head_dim))
-    return make_error("KV cache dtype %s does not support head_dim %d (int4 needs a multiple of %d)",
-                      kv_dtype_name(options.kv_dtype), c.head_dim, kKvInt4Group);
+    return make_error(
+        "KV cache dtype %s does not support head_dim %d (int4 needs a multiple of %d)",
+        kv_dtype_name(options.kv_dtype), c.head_dim, kKvInt4Group);
   KvLayout layout{c.num_layers, c.num_kv_heads, c.head_dim, options.block_size, options.kv_dtype};
-  const int64_t num_device_blocks = static_cast<int64_t>(options.kv_cache_bytes / layout.block_bytes());
-  const int64_t num_host_blocks = static_cast<int64_t>(options.swap_space_bytes / layout.block_bytes());
+  const int64_t num_device_blocks =
+      static_cast<int64_t>(options.kv_cache_bytes / layout.block_bytes());
+  const int64_t num_host_blocks =
+      static_cast<int64_t>(options.swap_space_bytes / layout.block_bytes());
   if (num_device_blocks < 1)
     return make_error("a KV cache of %zu bytes holds no block of %zu bytes", options.kv_cache_bytes,
                       layout.block_bytes());

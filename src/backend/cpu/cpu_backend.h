@@ -17,11 +17,11 @@
 namespace loom::cpu {
 
 struct CpuBackendOptions {
-  int32_t block_size = 16;                 // tokens per KV block
-  size_t kv_cache_bytes = size_t{1} << 30;  // device pool budget
+  int32_t block_size = 16;                      // tokens per KV block
+  size_t kv_cache_bytes = size_t{1} << 30;      // device pool budget
   size_t swap_space_bytes = size_t{512} << 20;  // host swap pool budget
-  int32_t num_threads = 0;                 // 0 = every core
-  KvDtype kv_dtype = KvDtype::kF16;        // row format of the KV cache (kv_quant.h)
+  int32_t num_threads = 0;                      // 0 = every core
+  KvDtype kv_dtype = KvDtype::kF16;             // row format of the KV cache (kv_quant.h)
 };
 
 class CpuBackend final : public Backend {
@@ -42,10 +42,10 @@ class CpuBackend final : public Backend {
     const TensorView* wq = nullptr;  // [hidden] -> [q_dim]
     const TensorView* wk = nullptr;  // [hidden] -> [kv_dim]
     const TensorView* wv = nullptr;
-    const TensorView* wo = nullptr;  // [q_dim] -> [hidden]
+    const TensorView* wo = nullptr;      // [q_dim] -> [hidden]
     const TensorView* w_gate = nullptr;  // [hidden] -> [ffn]
     const TensorView* w_up = nullptr;
-    const TensorView* w_down = nullptr;  // [ffn] -> [hidden]
+    const TensorView* w_down = nullptr;      // [ffn] -> [hidden]
     std::vector<float> attn_norm, ffn_norm;  // [hidden]
     std::vector<float> bq, bk, bv;           // Qwen2 biases, else empty
   };

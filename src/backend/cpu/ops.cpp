@@ -17,7 +17,8 @@ void rms_norm(const float* x, const float* weight, int64_t num_rows, int32_t dim
     for (; i + 8 <= dim; i += 8) {
       for (int k = 0; k < 8; ++k) part[k] += xr[i + k] * xr[i + k];
     }
-    float sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+    float sum =
+        ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
     for (; i < dim; ++i) sum += xr[i] * xr[i];
     const float scale = 1.0f / std::sqrt(sum / static_cast<float>(dim) + eps);
     for (int32_t j = 0; j < dim; ++j) yr[j] = xr[j] * scale * weight[j];

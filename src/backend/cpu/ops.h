@@ -32,7 +32,7 @@ class RopeTables {
  private:
   int32_t head_dim_;
   RopeStyle style_;
-  std::vector<float> inv_freq_;  // [head_dim / 2]
+  std::vector<float> inv_freq_;   // [head_dim / 2]
   std::vector<float> cos_, sin_;  // [num_tokens][head_dim / 2]
 };
 

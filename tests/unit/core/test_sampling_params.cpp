@@ -5,7 +5,9 @@
 namespace loom {
 namespace {
 
-TEST(SamplingParams, DefaultsAreValid) { EXPECT_TRUE(SamplingParams{}.validate(100).ok()); }
+TEST(SamplingParams, DefaultsAreValid) {
+  EXPECT_TRUE(SamplingParams{}.validate(100).ok());
+}
 
 TEST(SamplingParams, RejectsOutOfRangeWithFieldName) {
   SamplingParams p;
