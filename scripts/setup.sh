@@ -10,7 +10,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 # Debian packages: compiler and build tools, the libraries loom links, and tools the tests use.
-packages=(build-essential cmake pkg-config ccache git python3 python3-venv python3-pip
+packages=(build-essential cmake pkg-config ccache git clang-format python3 python3-venv python3-pip
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libpcre2-dev
   libcpp-httplib-dev libcli11-dev prometheus)
 missing=()

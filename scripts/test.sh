@@ -4,6 +4,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"
+# Formatting is part of the suite: every C++ / CUDA source must be clang-format clean.
+(cd "$root" && git ls-files '*.h' '*.cpp' '*.cu' '*.cuh' '*.inc' | xargs clang-format --dry-run --Werror)
 cd "$root/build"
 ctest --output-on-failure -j1 --timeout 900
 cd "$root"

@@ -94,6 +94,18 @@ def batching_tables(runs):
     return text, series
 
 
+def stepcost_table(runs):
+    rows = []
+    for m, run in sorted(by_pattern(runs, r"stepcost_n(\d+)"), key=lambda x: int(x[0].group(1))):
+        n = int(m.group(1))
+        g = group(run)
+        step_ms = ms(g["itl_ms"], "p50")
+        rows.append((n, g["output_tokens_per_s"], step_ms,
+                     step_ms / n if step_ms else None, run["server"]["iterations"]))
+    return table(["sequences per step", "output tok/s", "step time p50 ms (ITL p50)",
+                  "ms per token", "steps"], rows)
+
+
 def load_tables(runs):
     rows, series = [], {}
     for m, run in by_pattern(runs, r"load_(\w+)_rate([\d.]+)"):
@@ -126,10 +138,11 @@ def pair_table(runs, prefix, variants, groups, extra=()):
             srv = run["server"]
             rows.append((v, gname, g["num_ok"], g["output_tokens_per_s"], ms(g["ttft_ms"], "p50"),
                          ms(g["ttft_ms"], "p99"), ms(g["itl_ms"], "p50"), ms(g["itl_ms"], "p99"),
-                         ms(g["e2e_ms"], "p99"), run["duration_s"])
+                         ms(g["itl_ms"], "max"), ms(g["e2e_ms"], "p99"), run["duration_s"])
                         + tuple(f(run, g) for _, f in extra))
     return table(["run", "group", "ok", "output tok/s", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms",
-                  "ITL p99 ms", "E2E p99 ms", "duration s"] + [h for h, _ in extra], rows)
+                  "ITL p99 ms", "ITL max ms", "E2E p99 ms", "duration s"]
+                 + [h for h, _ in extra], rows)
 
 
 def memory_table(runs):
@@ -243,11 +256,17 @@ def plot_all(runs, batching_series, load_series, out_dir):
     if all(r for _, r in chunk):
         fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
         labels = [f"chunked {v}" for v, _ in chunk]
-        axes[0].bar(labels, [group(r, "chat")["itl_ms"]["p99"] for _, r in chunk],
-                    color=["tab:blue", "tab:red"])
-        axes[0].set_title("running chats: ITL p99 (ms)")
+        x = range(len(chunk))
+        axes[0].bar([i - 0.2 for i in x], [group(r, "chat")["itl_ms"]["p99"] for _, r in chunk],
+                    0.4, label="p99", color="tab:blue")
+        axes[0].bar([i + 0.2 for i in x], [group(r, "chat")["itl_ms"]["max"] for _, r in chunk],
+                    0.4, label="max", color="tab:red")
+        axes[0].set_xticks(list(x))
+        axes[0].set_xticklabels(labels)
+        axes[0].legend(fontsize=8)
+        axes[0].set_title("running chats: ITL (ms)")
         axes[1].bar(labels, [group(r, "long")["ttft_ms"]["mean"] or 0 for _, r in chunk],
-                    color=["tab:blue", "tab:red"])
+                    color="tab:gray")
         axes[1].set_title("long prompts: mean TTFT (ms)")
         for ax in axes:
             ax.grid(alpha=0.3, axis="y")
@@ -319,6 +338,8 @@ def main():
     btext, bseries = batching_tables(runs)
     if bseries:
         sections.append("### Batching modes on the Anyscale workload\n\n" + btext)
+    if by_pattern(runs, r"stepcost_n\d+"):
+        sections.append("### Decode step cost against batch size\n\n" + stepcost_table(runs))
     ltext, lseries = load_tables(runs)
     if lseries:
         sections.append("### Latency against load\n\n" + ltext)

@@ -5,13 +5,14 @@
 #
 #   tools/run_benchmarks.sh                      # the whole suite (~15 min on 2 quiet cores, ~35 min on 2 busy ones)
 #   QUICK=1 tools/run_benchmarks.sh              # tiny sizes: checks that everything runs (~5 min)
-#   SUITES="batching load" tools/run_benchmarks.sh   # some of: batching load chunked tiers
-#                                                    #   memory prefix peer
+#   SUITES="batching load" tools/run_benchmarks.sh   # some of: stepcost batching load chunked
+#                                                    #   tiers memory prefix peer
 # Environment: LOOM (binary, default build-bench/loom, else build/loom), OUT (results folder,
 # default bench/results/<UTC time>), MODEL, PLOTS_TO_DOCS=1 (copy the PNGs to docs/plots/),
 # PYTHON (with matplotlib; default /work/ref/venv/bin/python or python3), LLAMA_BIN (folder of
-# llama-server; default: what tools/build_llama_cpp.sh builds). Every size below can be
-# overridden from the environment (the names in capitals).
+# llama-server; default: what tools/build_llama_cpp.sh builds), THREADS (compute threads of loom
+# and llama.cpp; default all cores). Every size below can be overridden from the environment (the
+# names in capitals); conditions.txt in the results folder records them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -23,7 +24,7 @@ fi
 [ -x "${LOOM:-}" ] || { echo "no loom binary (build it or set LOOM)" >&2; exit 1; }
 MODEL=${MODEL:-$root/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 OUT=${OUT:-$root/bench/results/$(date -u +%Y%m%d-%H%M%S)}
-SUITES=${SUITES:-batching load chunked tiers memory prefix peer}
+SUITES=${SUITES:-stepcost batching load chunked tiers memory prefix peer}
 QUICK=${QUICK:-0}
 LLAMA_BIN=${LLAMA_BIN:-$HOME/.cache/loom-peers/llama.cpp/build/bin}
 if [ -z "${PYTHON:-}" ]; then
@@ -34,11 +35,14 @@ mkdir -p "$OUT"
 # Sizes. The full sizes are what docs/benchmarks-batching.md reports; QUICK shrinks each.
 q() { if [ "$QUICK" = 1 ]; then echo "$2"; else echo "$1"; fi; }
 SEED=${SEED:-0}
+# 0. decode step cost: N sequences decoding together.
+STEPCOST_N=${STEPCOST_N:-$(q "1 4 16 64" "1 4")}
 # 1. batching modes on Anyscale: N requests through batches of B sequences.
 ANYSCALE_N=${ANYSCALE_N:-$(q 16 8)}
 ANYSCALE_B=${ANYSCALE_B:-4}
 ANYSCALE_PROMPT=${ANYSCALE_PROMPT:-$(q 512 64)}
 CAPS=${CAPS:-$(q "32 128 512 1536" "32 128")}
+BATCH_MAX_S=${BATCH_MAX_S:-600}  # a run cut off here reports what finished (marked "cut off")
 # 2. latency against load: Poisson arrivals at each rate (req/s).
 LOAD_RATES=${LOAD_RATES:-$(q "1 2 3 4 6" "1 4")}
 LOAD_N=${LOAD_N:-$(q 24 6)}
@@ -48,7 +52,7 @@ LOAD_MAX_S=${LOAD_MAX_S:-$(q 60 20)}
 CHUNK_CHATS=${CHUNK_CHATS:-$(q 8 4)}
 CHUNK_LONG_LEN=${CHUNK_LONG_LEN:-$(q 4096 1024)}
 CHUNK_NUM_LONG=${CHUNK_NUM_LONG:-2}
-CHUNK_CHAT_OUT=${CHUNK_CHAT_OUT:-$(q 256 32)}
+CHUNK_CHAT_OUT=${CHUNK_CHAT_OUT:-$(q 96 32)}  # short enough that the stalls reach ITL p99
 # 4. tiers: batch jobs filling every slot, interactive chats arriving under them.
 TIER_SLOTS=${TIER_SLOTS:-$(q 16 4)}
 TIER_BATCH=${TIER_BATCH:-$(q 24 6)}
@@ -66,12 +70,19 @@ PEER_PROMPT=${PEER_PROMPT:-64}
 PEER_OUT=${PEER_OUT:-$(q 64 16)}
 PEER_ROUNDS=${PEER_ROUNDS:-2}  # requests per client
 
-threads=$(nproc)
+THREADS=${THREADS:-$(nproc)}  # compute threads of loom and of llama.cpp alike
 {
   echo "date_utc: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "cpu: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
   echo "loom: $LOOM ($(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'))"
-  echo "quick: $QUICK"
+  echo "quick: $QUICK, threads: $THREADS"
+  echo "sizes: STEPCOST_N='$STEPCOST_N' ANYSCALE_N=$ANYSCALE_N ANYSCALE_B=$ANYSCALE_B ANYSCALE_PROMPT=$ANYSCALE_PROMPT" \
+    "CAPS='$CAPS' BATCH_MAX_S=$BATCH_MAX_S LOAD_RATES='$LOAD_RATES' LOAD_N=$LOAD_N LOAD_B=$LOAD_B" \
+    "LOAD_MAX_S=$LOAD_MAX_S CHUNK_CHATS=$CHUNK_CHATS CHUNK_LONG_LEN=$CHUNK_LONG_LEN" \
+    "CHUNK_NUM_LONG=$CHUNK_NUM_LONG CHUNK_CHAT_OUT=$CHUNK_CHAT_OUT TIER_SLOTS=$TIER_SLOTS" \
+    "TIER_BATCH=$TIER_BATCH TIER_BATCH_OUT=$TIER_BATCH_OUT TIER_INTERACTIVE=$TIER_INTERACTIVE" \
+    "MEM_N=$MEM_N MEM_KV_MIB=$MEM_KV_MIB PREFIX_N=$PREFIX_N PREFIX_LEN=$PREFIX_LEN" \
+    "PEER_CLIENTS='$PEER_CLIENTS' PEER_PROMPT=$PEER_PROMPT PEER_OUT=$PEER_OUT PEER_ROUNDS=$PEER_ROUNDS"
   echo "uptime before: $(uptime)"
 } >"$OUT/conditions.txt"
 cat "$OUT/conditions.txt"
@@ -81,12 +92,13 @@ cat "$OUT/conditions.txt"
   >"$OUT/load.txt" &
 load_pid=$!
 trap 'kill $load_pid 2>/dev/null || true' EXIT
+trap 'exit 130' INT TERM  # so that the EXIT trap runs
 
 # bench NAME ARGS...: one `loom bench` run; the table goes to the terminal and NAME.txt.
 bench() {
   local name=$1
   shift
-  local cmd=("$LOOM" bench --model "$MODEL" --seed "$SEED" --no-progress --label "$name"
+  local cmd=("$LOOM" bench --model "$MODEL" --threads "$THREADS" --seed "$SEED" --no-progress --label "$name"
     --json-out "$OUT/$name.json" "$@")
   echo "${cmd[*]#$root/}" >>"$OUT/commands.txt"
   local t0=$SECONDS
@@ -101,12 +113,19 @@ bench() {
 
 has() { [[ " $SUITES " == *" $1 "* ]]; }
 
+if has stepcost; then
+  for n in $STEPCOST_N; do
+    bench "stepcost_n${n}" --workload fixed --num-requests "$n" --input-len 16 --output-len 64 \
+      --max-num-seqs "$n" --max-duration 300
+  done
+fi
+
 if has batching; then
   for cap in $CAPS; do
     for mode in continuous static dynamic; do
       bench "batching_${mode}_cap${cap}" --workload anyscale --num-requests "$ANYSCALE_N" \
         --anyscale-prompt-len "$ANYSCALE_PROMPT" --output-cap "$cap" --batching "$mode" \
-        --max-num-seqs "$ANYSCALE_B" --max-duration 600
+        --max-num-seqs "$ANYSCALE_B" --max-duration "$BATCH_MAX_S"
     done
   done
 fi
@@ -129,7 +148,7 @@ if has chunked; then
     bench "chunked_${chunk}" --workload long-prompt-mix --num-requests "$CHUNK_CHATS" \
       --input-len 64 --output-len "$CHUNK_CHAT_OUT" --num-long "$CHUNK_NUM_LONG" \
       --long-prompt-len "$CHUNK_LONG_LEN" --long-output-len 8 --long-first-s 1 \
-      --long-every-s 3 --max-num-batched-tokens 512 "${flag[@]}" --max-duration 300
+      --long-every-s 2 --max-num-batched-tokens 512 "${flag[@]}" --max-duration 300
   done
 fi
 
@@ -193,11 +212,12 @@ if has peer; then
   for server in "${servers[@]}"; do
     port=$((port + 1))  # a fresh port: the last server's may still be closing
     if [ "$server" = loom ]; then
-      srv=("$LOOM" serve --model "$MODEL" --port "$port" --max-num-seqs "$max_clients")
+      srv=("$LOOM" serve --model "$MODEL" --threads "$THREADS" --port "$port"
+        --max-num-seqs "$max_clients")
     else
       # One slot per client, each with room for its prompt and output; continuous batching is
       # llama.cpp's default.
-      srv=("$LLAMA_BIN/llama-server" -m "$MODEL" --port "$port" -t "$threads" -np "$max_clients"
+      srv=("$LLAMA_BIN/llama-server" -m "$MODEL" --port "$port" -t "$THREADS" -np "$max_clients"
         -c "$ctx" --metrics --no-webui)
     fi
     echo "${srv[*]#$root/}" >>"$OUT/commands.txt"
