@@ -1,5 +1,6 @@
 #include "engine/engine.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -34,6 +35,7 @@ struct Engine::Impl {
     sc.kv_bytes_per_block = pool.bytes_per_block;
     sc.max_model_len = std::min(sc.max_model_len, model_config.max_context);
     scheduler = std::make_unique<Scheduler>(sc);
+    measure_swap_bandwidth();
     metrics.kv_blocks_total = pool.num_device_blocks;
     metrics.host_blocks_total = pool.num_host_blocks;
   }
@@ -70,16 +72,54 @@ struct Engine::Impl {
   SamplerScratch sampler_scratch;
   int64_t last_preempt_swap = 0, last_preempt_recompute = 0;
   int64_t last_prefix_query = 0, last_prefix_hit = 0;
+  // The preemption cost model's rates (SchedulerConfig): measured, not guessed.
+  double swap_bytes_per_us = 0.0;
+  double prefill_tokens_per_us = 0.0;  // moving average over steps that carried prefill
   EngineMetrics metrics;
   std::thread thread;
 
   SubmitResult submit(Request request);
+  void measure_swap_bandwidth();
+  void observe_step_speed(const StepPlan& plan, int64_t execute_us);
   void loop();
   void drain_inbox();
   bool step();
   void finish(SeqId id, FinishReason reason, RequestOutput delta, const std::string& error = "");
   void publish_gauges();
 };
+
+// Times a round trip of real blocks through the host swap pool (before any sequence exists, so
+// the contents do not matter) and hands the bandwidth to the scheduler's cost model.
+void Engine::Impl::measure_swap_bandwidth() {
+  const int32_t n = std::min({pool.num_host_blocks, pool.num_device_blocks, 8});
+  if (n <= 0) return;
+  std::vector<BlockCopy> out, in;
+  for (int32_t b = 0; b < n; ++b) {
+    out.push_back({b, b});
+    in.push_back({b, b});
+  }
+  backend->swap_out(out);  // first touch: page faults of fresh pools, not bandwidth
+  backend->swap_in(in);
+  const int64_t t0 = now_us();
+  backend->swap_out(out);
+  backend->swap_in(in);
+  const int64_t us = std::max<int64_t>(1, now_us() - t0);
+  swap_bytes_per_us = 2.0 * n * static_cast<double>(pool.bytes_per_block) / us;
+  scheduler->set_cost_model(swap_bytes_per_us, config.scheduler.recompute_tokens_per_us);
+  LOOM_LOG_DEBUG("swap bandwidth %.0f MB/s", swap_bytes_per_us);
+}
+
+// Prefill speed, from steps whose tokens are mostly prefill (decode-only steps say little).
+void Engine::Impl::observe_step_speed(const StepPlan& plan, int64_t execute_us) {
+  int32_t prefill_tokens = 0;
+  for (const ScheduledSeq& s : plan.seqs)
+    prefill_tokens += s.num_new_tokens > 1 ? s.num_new_tokens : 0;
+  if (prefill_tokens < 32 || execute_us <= 0) return;
+  const double rate = static_cast<double>(plan.num_tokens) / execute_us;
+  prefill_tokens_per_us =
+      prefill_tokens_per_us == 0.0 ? rate : 0.9 * prefill_tokens_per_us + 0.1 * rate;
+  if (swap_bytes_per_us > 0.0) scheduler->set_cost_model(swap_bytes_per_us, prefill_tokens_per_us);
+}
 
 SubmitResult Engine::Impl::submit(Request request) {
   SubmitResult r;
@@ -222,6 +262,7 @@ bool Engine::Impl::step() {
   }
   const int64_t t1 = now_us();
   result.execute_us = t1 - t0;
+  observe_step_speed(plan, result.execute_us);
   scheduler->update(plan, result, t1);
   metrics.iterations.fetch_add(1);
 

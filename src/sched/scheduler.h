@@ -98,6 +98,9 @@ class Scheduler {
   std::optional<int64_t> next_event_us() const;
   SchedulerStats stats() const;
   const SchedulerConfig& config() const { return config_; }
+  // The kAuto cost model's rates, as the engine measures them (copy bandwidth at start-up,
+  // prefill speed from the steps it runs). Both must be > 0.
+  void set_cost_model(double swap_bytes_per_us, double recompute_tokens_per_us);
   const BlockManager& blocks() const { return blocks_; }
 
   // Aborts on any broken invariant: block conservation, exact reference counts, block tables

@@ -141,6 +141,12 @@ void Scheduler::unschedule(Entry& e) {
   e.scheduled_tokens = 0;
 }
 
+void Scheduler::set_cost_model(double swap_bytes_per_us, double recompute_tokens_per_us) {
+  LOOM_CHECK(swap_bytes_per_us > 0.0 && recompute_tokens_per_us > 0.0);
+  config_.swap_bytes_per_us = swap_bytes_per_us;
+  config_.recompute_tokens_per_us = recompute_tokens_per_us;
+}
+
 bool Scheduler::choose_swap(const Entry& victim) const {
   const int32_t num_computed = victim.seq.num_computed_tokens;
   const int32_t num_blocks = blocks_.blocks_for(num_computed);
