@@ -204,7 +204,9 @@ void Engine::Impl::finish(SeqId id, FinishReason reason, RequestOutput delta,
   const int64_t now = now_us();
   Sequence* seq = scheduler->find(id);
   LOOM_CHECK(seq != nullptr);
-  if (reason != FinishReason::kStop) it->second->flush(delta);
+  // Text held back (an incomplete character, a possible stop-string prefix) goes out now,
+  // unless a stop string ended the sequence (flush() knows).
+  it->second->flush(delta);
   delta.seq_id = id;
   delta.finish = reason;
   delta.error = error;
