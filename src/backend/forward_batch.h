@@ -25,4 +25,11 @@ struct ForwardBatch {
   int32_t num_seqs() const { return static_cast<int32_t>(context_lens.size()); }
 };
 
+// Aborts (LOOM_CHECK) unless `batch` is a well-formed batch for a pool of `num_device_blocks`
+// blocks of `block_size` tokens and a `vocab_size` vocabulary: array sizes agree, every
+// sequence's new tokens are the last of its context, block ids and slots lie in the pool, token
+// ids in the vocabulary, logits rows in [0, T). Every backend calls it before a forward.
+void check_forward_batch(const ForwardBatch& batch, int32_t block_size, int32_t num_device_blocks,
+                         int32_t vocab_size);
+
 }  // namespace loom

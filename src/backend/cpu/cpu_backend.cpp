@@ -104,31 +104,8 @@ KvPoolInfo CpuBackend::kv_pool() const {
   return info;
 }
 
-void CpuBackend::check_batch(const ForwardBatch& b) const {
-  const int32_t T = b.num_tokens(), S = b.num_seqs();
-  LOOM_CHECK(T > 0 && S > 0);
-  LOOM_CHECK(static_cast<int32_t>(b.positions.size()) == T &&
-             static_cast<int32_t>(b.slot_mapping.size()) == T);
-  LOOM_CHECK(static_cast<int32_t>(b.query_start.size()) == S + 1 && b.query_start[0] == 0 &&
-             b.query_start[S] == T);
-  LOOM_CHECK(static_cast<int64_t>(b.block_tables.size()) ==
-             static_cast<int64_t>(S) * b.max_blocks_per_seq);
-  const int32_t bs = kv_.layout().block_size;
-  for (int32_t s = 0; s < S; ++s) {
-    const int32_t n = b.query_start[s + 1] - b.query_start[s];
-    LOOM_CHECK(n >= 1 && b.context_lens[s] >= n);
-    LOOM_CHECK((b.context_lens[s] + bs - 1) / bs <= b.max_blocks_per_seq);
-    // The new tokens are the last n of the context, at consecutive positions.
-    LOOM_CHECK(b.positions[b.query_start[s + 1] - 1] == b.context_lens[s] - 1);
-  }
-  for (int32_t t = 0; t < T; ++t)
-    LOOM_CHECK(b.tokens[t] >= 0 && b.tokens[t] < config_.vocab_size, "token %d out of range",
-               b.tokens[t]);
-  for (int32_t r : b.logits_rows) LOOM_CHECK(r >= 0 && r < T);
-}
-
 void CpuBackend::forward(const ForwardBatch& batch, float* logits) {
-  check_batch(batch);
+  check_forward_batch(batch, kv_.layout().block_size, kv_.num_device_blocks(), config_.vocab_size);
   const int64_t T = batch.num_tokens();
   const int32_t H = config_.hidden_size, F = config_.intermediate_size;
   const int32_t QD = config_.q_dim(), KVD = config_.kv_dim();

@@ -52,7 +52,6 @@ class CpuBackend final : public Backend {
 
   CpuBackend(std::shared_ptr<const ModelFile> model, KvLayout layout, int32_t num_device_blocks,
              int32_t num_host_blocks);
-  void check_batch(const ForwardBatch& batch) const;
 
   std::shared_ptr<const ModelFile> model_;
   ModelConfig config_;

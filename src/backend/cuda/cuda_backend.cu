@@ -262,36 +262,8 @@ KvPoolInfo CudaBackend::kv_pool() const {
   return info;
 }
 
-void CudaBackend::check_batch(const ForwardBatch& b) const {
-  const int32_t T = b.num_tokens(), S = b.num_seqs();
-  LOOM_CHECK(T > 0 && S > 0);
-  LOOM_CHECK(static_cast<int32_t>(b.positions.size()) == T &&
-             static_cast<int32_t>(b.slot_mapping.size()) == T);
-  LOOM_CHECK(static_cast<int32_t>(b.query_start.size()) == S + 1 && b.query_start[0] == 0 &&
-             b.query_start[S] == T);
-  LOOM_CHECK(static_cast<int64_t>(b.block_tables.size()) ==
-             static_cast<int64_t>(S) * b.max_blocks_per_seq);
-  const int32_t bs = cache_shape_.block_size;
-  for (int32_t s = 0; s < S; ++s) {
-    const int32_t n = b.query_start[s + 1] - b.query_start[s];
-    LOOM_CHECK(n >= 1 && b.context_lens[s] >= n);
-    LOOM_CHECK((b.context_lens[s] + bs - 1) / bs <= b.max_blocks_per_seq);
-    LOOM_CHECK(b.positions[b.query_start[s + 1] - 1] == b.context_lens[s] - 1);
-    for (int32_t i = 0; i < (b.context_lens[s] + bs - 1) / bs; ++i) {
-      const int32_t blk = b.block_tables[static_cast<size_t>(s) * b.max_blocks_per_seq + i];
-      LOOM_CHECK(blk >= 0 && blk < num_device_blocks_, "block %d out of the pool", blk);
-    }
-  }
-  for (int32_t t = 0; t < T; ++t) {
-    LOOM_CHECK(b.tokens[t] >= 0 && b.tokens[t] < config_.vocab_size, "token %d out of range",
-               b.tokens[t]);
-    LOOM_CHECK(b.slot_mapping[t] >= 0 && b.slot_mapping[t] < int64_t{num_device_blocks_} * bs);
-  }
-  for (int32_t r : b.logits_rows) LOOM_CHECK(r >= 0 && r < T);
-}
-
 void CudaBackend::run_layers(const ForwardBatch& b) {
-  check_batch(b);
+  check_forward_batch(b, cache_shape_.block_size, num_device_blocks_, config_.vocab_size);
   const ModelConfig& c = config_;
   const int32_t T = b.num_tokens(), S = b.num_seqs();
   const int32_t R = static_cast<int32_t>(b.logits_rows.size());

@@ -62,7 +62,6 @@ class CudaBackend final : public Backend {
   template <class T>
   void ensure(DeviceArray<T>& a, int64_t n);
   void reserve_activations(int32_t num_tokens, int32_t num_rows, int64_t workspace_floats);
-  void check_batch(const ForwardBatch& batch) const;
   void run_layers(const ForwardBatch& batch);  // leaves logits_ filled for batch.logits_rows
 
   ModelConfig config_;
