@@ -13,17 +13,51 @@ import argparse
 import json
 import re
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
 
-def load(folder):
+def load_one(folder):
     runs = {}
     for path in sorted(Path(folder).glob("*.json")):
         try:
             runs[path.stem] = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             print(f"skipping {path}: {e}", file=sys.stderr)
+    return runs
+
+
+def median_of(values):
+    """Leaf-wise median of same-shaped JSON values: numbers -> median (booleans: any), dicts and
+    lists recursively; anything else (strings, nulls) is taken from the first repeat."""
+    first = values[0]
+    if isinstance(first, bool):
+        return any(v for v in values if isinstance(v, bool))
+    if isinstance(first, (int, float)):
+        nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return statistics.median(nums) if nums else first
+    if isinstance(first, dict):
+        return {k: median_of([v[k] for v in values if isinstance(v, dict) and k in v])
+                for k in first}
+    if isinstance(first, list):
+        same = [v for v in values if isinstance(v, list) and len(v) == len(first)]
+        return [median_of([v[i] for v in same]) for i in range(len(first))]
+    return first
+
+
+def load(folder):
+    """The reports of a results folder. With repeats (subfolders r1, r2, ...), each report is the
+    leaf-wise median of its repeats, and gets "repeats": how many there were."""
+    reps = sorted(p for p in Path(folder).glob("r[0-9]*") if p.is_dir())
+    if not reps:
+        return load_one(folder)
+    per_rep = [load_one(r) for r in reps]
+    runs = {}
+    for name in sorted({n for rep in per_rep for n in rep}):
+        values = [rep[name] for rep in per_rep if name in rep]
+        runs[name] = median_of(values)
+        runs[name]["repeats"] = len(values)
     return runs
 
 
@@ -78,19 +112,18 @@ def batching_tables(runs):
                      ms(g["e2e_ms"], "p50"), ms(g["e2e_ms"], "p99"),
                      "yes" if cut_off(run) else "no"))
         series.setdefault(mode, {})[cap] = g["output_tokens_per_s"]
-    rows.sort(key=lambda r: (r[0], ["continuous", "static", "dynamic"].index(r[1])
-                             if r[1] in ("continuous", "static", "dynamic") else 9))
+    order = ["continuous", "static", "paddedstatic", "dynamic"]
+    rows.sort(key=lambda r: (r[0], order.index(r[1]) if r[1] in order else 9))
+    others = [m for m in order[1:] if m in series]
     ratio_rows = []
     for cap in sorted(series.get("continuous", {})):
         c = series["continuous"][cap]
-        ratio_rows.append((cap, c / series["static"][cap] if series.get("static", {}).get(cap) else None,
-                           c / series["dynamic"][cap] if series.get("dynamic", {}).get(cap) else None))
+        ratio_rows.append([cap] + [f"{c / series[m][cap]:.2f}x" if series[m].get(cap) else None
+                                   for m in others])
     text = table(["cap", "batching", "ok", "duration s", "req/s", "output tok/s", "TTFT p50 ms",
                   "TTFT p99 ms", "E2E p50 ms", "E2E p99 ms", "cut off"], rows)
     if ratio_rows:
-        text += "\n" + table(["cap", "continuous / static", "continuous / dynamic"],
-                             [(c, f"{a:.2f}x" if a else None, f"{b:.2f}x" if b else None)
-                              for c, a, b in ratio_rows])
+        text += "\n" + table(["cap"] + [f"continuous / {m}" for m in others], ratio_rows)
     return text, series
 
 
@@ -194,7 +227,8 @@ def plot_all(runs, batching_series, load_series, out_dir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"continuous": "tab:blue", "static": "tab:red", "dynamic": "tab:orange"}
+    colours = {"continuous": "tab:blue", "static": "tab:red", "paddedstatic": "tab:purple",
+               "dynamic": "tab:orange"}
     written = []
 
     def save(fig, name):

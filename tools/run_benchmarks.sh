@@ -7,6 +7,7 @@
 #   QUICK=1 tools/run_benchmarks.sh              # tiny sizes: checks that everything runs (~5 min)
 #   SUITES="batching load" tools/run_benchmarks.sh   # some of: stepcost batching load chunked
 #                                                    #   tiers memory prefix peer
+#   REPEATS=3 tools/run_benchmarks.sh            # each suite 3 times (OUT/r1..r3); medians reported
 # Environment: LOOM (binary, default build-bench/loom, else build/loom), OUT (results folder,
 # default bench/results/<UTC time>), MODEL, PLOTS_TO_DOCS=1 (copy the PNGs to docs/plots/),
 # PYTHON (with matplotlib; default /work/ref/venv/bin/python or python3), LLAMA_BIN (folder of
@@ -31,6 +32,7 @@ if [ -z "${PYTHON:-}" ]; then
   if [ -x /work/ref/venv/bin/python ]; then PYTHON=/work/ref/venv/bin/python; else PYTHON=python3; fi
 fi
 mkdir -p "$OUT"
+base_out=$OUT
 
 # Sizes. The full sizes are what docs/benchmarks-batching.md reports; QUICK shrinks each.
 q() { if [ "$QUICK" = 1 ]; then echo "$2"; else echo "$1"; fi; }
@@ -75,7 +77,7 @@ THREADS=${THREADS:-$(nproc)}  # compute threads of loom and of llama.cpp alike
   echo "date_utc: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "cpu: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
   echo "loom: $LOOM ($(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'))"
-  echo "quick: $QUICK, threads: $THREADS"
+  echo "quick: $QUICK, threads: $THREADS, repeats: ${REPEATS:-1}"
   echo "sizes: STEPCOST_N='$STEPCOST_N' ANYSCALE_N=$ANYSCALE_N ANYSCALE_B=$ANYSCALE_B ANYSCALE_PROMPT=$ANYSCALE_PROMPT" \
     "CAPS='$CAPS' BATCH_MAX_S=$BATCH_MAX_S LOAD_RATES='$LOAD_RATES' LOAD_N=$LOAD_N LOAD_B=$LOAD_B" \
     "LOAD_MAX_S=$LOAD_MAX_S CHUNK_CHATS=$CHUNK_CHATS CHUNK_LONG_LEN=$CHUNK_LONG_LEN" \
@@ -100,7 +102,7 @@ bench() {
   shift
   local cmd=("$LOOM" bench --model "$MODEL" --threads "$THREADS" --seed "$SEED" --no-progress --label "$name"
     --json-out "$OUT/$name.json" "$@")
-  echo "${cmd[*]#$root/}" >>"$OUT/commands.txt"
+  echo "${cmd[*]#$root/}" >>"$base_out/commands.txt"
   local t0=$SECONDS
   if ! "${cmd[@]}" >"$OUT/$name.txt" 2>"$OUT/$name.log"; then
     echo "!! $name failed; see $OUT/$name.log" >&2
@@ -113,6 +115,7 @@ bench() {
 
 has() { [[ " $SUITES " == *" $1 "* ]]; }
 
+run_suites() {
 if has stepcost; then
   for n in $STEPCOST_N; do
     bench "stepcost_n${n}" --workload fixed --num-requests "$n" --input-len 16 --output-len 64 \
@@ -122,9 +125,13 @@ fi
 
 if has batching; then
   for cap in $CAPS; do
-    for mode in continuous static dynamic; do
+    # paddedstatic: static batches whose finished members keep computing until the longest
+    # ends (--static-padding), as padded static batching (HF generate) does.
+    for mode in continuous static paddedstatic dynamic; do
+      flag=(--batching "$mode")
+      [ "$mode" = paddedstatic ] && flag=(--batching static --static-padding)
       bench "batching_${mode}_cap${cap}" --workload anyscale --num-requests "$ANYSCALE_N" \
-        --anyscale-prompt-len "$ANYSCALE_PROMPT" --output-cap "$cap" --batching "$mode" \
+        --anyscale-prompt-len "$ANYSCALE_PROMPT" --output-cap "$cap" "${flag[@]}" \
         --max-num-seqs "$ANYSCALE_B" --max-duration "$BATCH_MAX_S"
     done
   done
@@ -220,7 +227,7 @@ if has peer; then
       srv=("$LLAMA_BIN/llama-server" -m "$MODEL" --port "$port" -t "$THREADS" -np "$max_clients"
         -c "$ctx" --metrics --no-webui)
     fi
-    echo "${srv[*]#$root/}" >>"$OUT/commands.txt"
+    echo "${srv[*]#$root/}" >>"$base_out/commands.txt"
     "${srv[@]}" >"$OUT/peer_${server}_server.log" 2>&1 &
     pid=$!
     if ! wait_ready "http://127.0.0.1:$port/health" "$pid"; then
@@ -235,6 +242,23 @@ if has peer; then
     done
     stop_server "$pid"
   done
+fi
+
+}
+
+REPEATS=${REPEATS:-1}
+if [ "$REPEATS" -gt 1 ]; then
+  # Whole-suite repeats, each in OUT/rN; plot_bench.py reports the median of every figure.
+  base=$OUT
+  for rep in $(seq 1 "$REPEATS"); do
+    OUT=$base/r$rep
+    mkdir -p "$OUT"
+    echo "== repeat $rep of $REPEATS"
+    run_suites
+  done
+  OUT=$base
+else
+  run_suites
 fi
 
 echo "uptime after: $(uptime)" >>"$OUT/conditions.txt"

@@ -9,6 +9,7 @@
 
 #include "backend/forward_batch.h"
 #include "core/step.h"
+#include "sample/sampler.h"
 
 namespace loom {
 
@@ -30,6 +31,15 @@ class Backend {
   // Runs the model over `batch`, writes K/V of every new token into its slot, and returns the
   // logits of the rows in batch.logits_rows into `logits` ([R][vocab_size] floats, row-major).
   virtual void forward(const ForwardBatch& batch, float* logits) = 0;
+
+  // Runs the forward and samples on the device, so that only token ids come back: out[i] gets
+  // the token of row batch.logits_rows[i], sampled as sample_token would from rows[i] (whose
+  // .logits is ignored). Returns false, doing nothing, when the backend samples on the host (the
+  // default): the caller then uses forward() and sample_token.
+  virtual bool forward_sample(const ForwardBatch& /*batch*/, std::span<const SampleInput> /*rows*/,
+                              std::span<SampleOutput> /*out*/) {
+    return false;
+  }
 
   // Block moves requested by the scheduler, done before the forward of the same step.
   virtual void swap_out(std::span<const BlockCopy> copies) = 0;     // device src -> host dst

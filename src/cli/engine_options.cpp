@@ -48,6 +48,9 @@ void EngineOptions::add_to(CLI::App& app) {
   app.add_option("--batching", batching, "continuous, static or dynamic")->capture_default_str();
   app.add_option("--dynamic-window-ms", dynamic_window_ms, "dynamic batching window")
       ->capture_default_str();
+  app.add_flag("--static-padding", static_padding,
+               "static / dynamic: finished members keep computing until the batch ends, as "
+               "padded static batching (HF generate) does");
   app.add_option("--admission", admission, "optimistic, conservative or profiled")
       ->capture_default_str();
   app.add_option("--preemption", preemption, "recompute, swap or auto")->capture_default_str();
@@ -118,6 +121,7 @@ Result<std::unique_ptr<LoadedEngine>> load_engine(const EngineOptions& o) {
   sc.chunked_prefill = !o.no_chunked_prefill;
   sc.prefix_caching = !o.no_prefix_caching;
   sc.dynamic_window_us = static_cast<int64_t>(o.dynamic_window_ms * 1000);
+  sc.static_padding = o.static_padding;
   sc.aging_us_per_level = static_cast<int64_t>(o.aging_s * 1e6);
   sc.max_waiting_requests = o.max_waiting_requests;
 

@@ -32,6 +32,7 @@ struct EngineOptions {
   bool no_prefix_caching = false;
   std::string batching = "continuous";
   double dynamic_window_ms = 20;
+  bool static_padding = false;
   std::string admission = "profiled";
   std::string preemption = "auto";
   double aging_s = 5;

@@ -38,6 +38,10 @@ struct StepPlan {
   std::vector<SeqId> preempted;     // left the batch this step (runner drops per-seq state)
   std::vector<SeqId> finished;      // finished/aborted since the last plan
   int32_t num_tokens = 0;           // sum of num_new_tokens; <= max_num_batched_tokens
+  // Padded static batching (SchedulerConfig::static_padding): rows of compute the batch's
+  // finished members still cost. The runner repeats decode rows of the plan that many times;
+  // their results are discarded.
+  int32_t num_padding_rows = 0;
   int64_t iteration = 0;
 
   bool empty() const { return seqs.empty(); }

@@ -69,7 +69,8 @@ struct Engine::Impl {
   ModelRunner runner;
   std::unique_ptr<Scheduler> scheduler;
   std::unordered_map<SeqId, std::unique_ptr<SeqOutput>> outputs;
-  SamplerScratch sampler_scratch;
+  std::vector<SampleInput> sample_rows;  // per step, reused
+  std::vector<SampleOutput> sample_out;
   int64_t last_preempt_swap = 0, last_preempt_recompute = 0;
   int64_t last_prefix_query = 0, last_prefix_hit = 0;
   // The preemption cost model's rates (SchedulerConfig): measured, not guessed.
@@ -236,19 +237,15 @@ bool Engine::Impl::step() {
       metrics.queue_s.observe((t0 - seq->request.arrival_us) * 1e-6);
     }
   }
-  const float* logits = runner.execute(plan);
-
-  // Sample one token per row, in plan order.
+  // One sampling input per sampled row, in plan order; the runner samples them.
   StepResult result;
-  const int32_t vocab = runner.vocab_size();
-  int32_t row = 0;
+  sample_rows.clear();
   for (const ScheduledSeq& s : plan.seqs) {
     if (!s.sample) continue;
     const Sequence* seq = scheduler->find(s.id);
     const SamplingParams& params = seq->request.sampling;
     SampleInput in;
-    in.logits = logits + static_cast<size_t>(row) * vocab;
-    in.vocab_size = vocab;
+    in.vocab_size = runner.vocab_size();
     in.params = &params;
     in.prompt = std::span<const TokenId>(seq->tokens.data(), seq->num_prompt_tokens);
     in.output = std::span<const TokenId>(seq->tokens.data() + seq->num_prompt_tokens,
@@ -256,11 +253,14 @@ bool Engine::Impl::step() {
     in.seed = outputs.at(s.id)->seed();
     in.step = seq->num_output_tokens();
     in.eos_ids = params.ignore_eos ? std::span<const TokenId>() : tokenizer->eos_ids();
-    SampleOutput o = sample_token(in, sampler_scratch);
+    sample_rows.push_back(in);
     result.ids.push_back(s.id);
+  }
+  sample_out.assign(sample_rows.size(), SampleOutput{});
+  runner.execute(plan, sample_rows, sample_out);
+  for (SampleOutput& o : sample_out) {
     result.sampled.push_back(o.token);
     result.logprobs.push_back(std::move(o.logprobs));
-    ++row;
   }
   const int64_t t1 = now_us();
   result.execute_us = t1 - t0;

@@ -49,17 +49,68 @@ void ModelRunner::build_batch(const StepPlan& plan, int32_t block_size, ForwardB
   }
 }
 
-const float* ModelRunner::execute(const StepPlan& plan) {
+void ModelRunner::append_padding_rows(int32_t num_rows, ForwardBatch& b,
+                                      std::vector<int32_t>& source_rows) {
+  source_rows.clear();
+  // Candidates: sampled one-token (decode) sequences, with their logits row index.
+  std::vector<std::pair<int32_t, int32_t>> decodes;  // (seq, row)
+  for (int32_t s = 0, r = 0; s < b.num_seqs(); ++s) {
+    const int32_t last = b.query_start[s + 1] - 1;
+    const bool sampled = r < static_cast<int32_t>(b.logits_rows.size()) && b.logits_rows[r] == last;
+    if (sampled && last == b.query_start[s]) decodes.emplace_back(s, r);
+    if (sampled) ++r;
+  }
+  if (decodes.empty()) return;
+  for (int32_t p = 0; p < num_rows; ++p) {
+    const auto [s, row] = decodes[static_cast<size_t>(p) % decodes.size()];
+    // The copy recomputes the same token at the same position: it writes the same K/V bytes to
+    // the same slot, and costs what a real decode row of that context costs.
+    const int32_t t = b.query_start[s];
+    b.tokens.push_back(b.tokens[t]);
+    b.positions.push_back(b.positions[t]);
+    b.slot_mapping.push_back(b.slot_mapping[t]);
+    b.query_start.push_back(b.num_tokens());
+    b.context_lens.push_back(b.context_lens[s]);
+    const size_t from = static_cast<size_t>(s) * b.max_blocks_per_seq;
+    for (int32_t k = 0; k < b.max_blocks_per_seq; ++k)
+      b.block_tables.push_back(b.block_tables[from + k]);
+    b.logits_rows.push_back(b.num_tokens() - 1);
+    source_rows.push_back(row);
+  }
+}
+
+void ModelRunner::execute(const StepPlan& plan, std::span<SampleInput> rows,
+                          std::span<SampleOutput> out) {
   if (!plan.swap_out.empty()) backend_.swap_out(plan.swap_out);
   if (!plan.swap_in.empty()) backend_.swap_in(plan.swap_in);
   if (!plan.copies.empty()) backend_.copy_blocks(plan.copies);
-  num_sampled_ = 0;
-  if (plan.seqs.empty()) return nullptr;
+  if (plan.seqs.empty()) return;
   build_batch(plan, block_size_, batch_);
-  num_sampled_ = static_cast<int32_t>(batch_.logits_rows.size());
-  logits_.resize(static_cast<size_t>(num_sampled_) * vocab_size_);
+  const size_t num_rows = batch_.logits_rows.size();
+  LOOM_CHECK(rows.size() == num_rows && out.size() == num_rows,
+             "%zu rows to sample, %zu inputs, %zu outputs", num_rows, rows.size(), out.size());
+  append_padding_rows(plan.num_padding_rows, batch_, padding_sources_);
+  if (!padding_sources_.empty()) {
+    // Padding rows are sampled too (as padded static batching does); their tokens are dropped.
+    padded_rows_.assign(rows.begin(), rows.end());
+    for (int32_t r : padding_sources_) padded_rows_.push_back(rows[r]);
+    padded_out_.assign(padded_rows_.size(), SampleOutput{});
+    run_and_sample(padded_rows_, padded_out_);
+    std::move(padded_out_.begin(), padded_out_.begin() + num_rows, out.begin());
+    return;
+  }
+  run_and_sample(rows, out);
+}
+
+void ModelRunner::run_and_sample(std::span<SampleInput> rows, std::span<SampleOutput> out) {
+  if (backend_.forward_sample(batch_, rows, out)) return;
+  logits_.resize(rows.size() * static_cast<size_t>(vocab_size_));
   backend_.forward(batch_, logits_.data());
-  return logits_.data();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    rows[i].logits = logits_.data() + i * vocab_size_;
+    rows[i].vocab_size = vocab_size_;
+    out[i] = sample_token(rows[i], scratch_);
+  }
 }
 
 }  // namespace loom

@@ -1,13 +1,15 @@
 // Turns the scheduler's StepPlan into the backend's flat batch, runs the block moves and the
-// forward, and hands back the logits of the rows to sample.
+// forward, and samples one token for every sequence of the plan that wants one.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "backend/backend.h"
 #include "backend/forward_batch.h"
 #include "core/step.h"
+#include "sample/sampler.h"
 
 namespace loom {
 
@@ -16,23 +18,34 @@ class ModelRunner {
   explicit ModelRunner(Backend& backend);
 
   // Flattens `plan` (ScheduledSeq spans must be valid), performs swap_out, swap_in and copies,
-  // then the forward. Returns the logits of the plan's seqs with sample == true, in plan order:
-  // [num_sampled][vocab_size], valid until the next call.
-  const float* execute(const StepPlan& plan);
-  int32_t num_sampled() const { return num_sampled_; }
+  // then the forward, and samples: rows[i] describes the i-th seq of the plan with sample == true
+  // (its .logits is filled here), out[i] receives its token (and logprobs when asked). The
+  // backend samples on its device when it can (Backend::forward_sample), else the logits come to
+  // the host and sample_token runs here.
+  void execute(const StepPlan& plan, std::span<SampleInput> rows, std::span<SampleOutput> out);
   int32_t vocab_size() const { return vocab_size_; }
 
   // Exposed for tests: the batch the last execute() ran.
   const ForwardBatch& last_batch() const { return batch_; }
   static void build_batch(const StepPlan& plan, int32_t block_size, ForwardBatch& batch);
+  // Padded static batching: appends `num_rows` copies of the batch's sampled decode rows (round
+  // robin) as extra one-token sequences; source_rows[i] = the logits row copied by the i-th.
+  // Nothing is appended when the batch has no decode row.
+  static void append_padding_rows(int32_t num_rows, ForwardBatch& batch,
+                                  std::vector<int32_t>& source_rows);
 
  private:
   Backend& backend_;
   int32_t block_size_;
   int32_t vocab_size_;
   ForwardBatch batch_;
-  std::vector<float> logits_;
-  int32_t num_sampled_ = 0;
+  std::vector<float> logits_;  // [rows][vocab], host sampling only
+  SamplerScratch scratch_;
+  std::vector<int32_t> padding_sources_;
+  std::vector<SampleInput> padded_rows_;
+  std::vector<SampleOutput> padded_out_;
+
+  void run_and_sample(std::span<SampleInput> rows, std::span<SampleOutput> out);
 };
 
 }  // namespace loom

@@ -163,6 +163,7 @@ class Scheduler {
   std::vector<Entry*> swapped_;  // same order; the front swaps in first
   OutputLengthProfile profile_;
   int32_t num_batch_unfinished_ = 0;
+  int32_t batch_size_ = 0;  // members the current static / dynamic batch formed with
 
   // Per-step state (valid during schedule(); the scratch vectors keep their capacity).
   int64_t iteration_ = 0;

@@ -84,6 +84,7 @@ void Scheduler::admit_waiting(int64_t now_us) {
     return;
   }
   if (waiting_.empty()) return;
+  batch_size_ = 0;  // the last batch has ended; a new one forms below
   if (config_.batching == BatchingMode::kDynamic && waiting_.size() < config_.max_num_seqs &&
       now_us - waiting_.oldest_arrival_us() < config_.dynamic_window_us) {
     return;  // neither a full batch nor a timed-out window yet
@@ -180,6 +181,7 @@ void Scheduler::admit_from(WaitingQueue& queue, bool allow_priority_preemption, 
     if (forming_batch) {
       e.batch_member = true;
       ++num_batch_unfinished_;
+      ++batch_size_;
     }
     const int32_t n = tokens_to_schedule(e);
     if (n > 0) schedule_tokens(e, n, /*allow_preempt=*/false);

@@ -43,6 +43,10 @@ struct SchedulerConfig {
   bool prefix_caching = true;
   BatchingMode batching = BatchingMode::kContinuous;
   int64_t dynamic_window_us = 20000;  // kDynamic: wait at most this long for a full batch
+  // kStatic / kDynamic: finished members keep costing one row of compute until the whole batch
+  // ends, as padded static batching does (HF transformers' generate over a [batch, length]
+  // tensor). Off, finished members leave the compute batch at once (static with early exit).
+  bool static_padding = false;
   AdmissionPolicy admission = AdmissionPolicy::kProfiled;
   float watermark = 0.01f;            // share of blocks kept free when admitting (optimistic)
   float profiled_quantile = 0.9f;     // kProfiled: quantile of observed output lengths

@@ -57,6 +57,8 @@ StepPlan Scheduler::schedule(int64_t now_us) {
     plan.num_tokens += ss.num_new_tokens;
     plan.seqs.push_back(ss);
   }
+  if (config_.static_padding && config_.batching != BatchingMode::kContinuous)
+    plan.num_padding_rows = batch_size_ - num_batch_unfinished_;
   plan_ = nullptr;
   return plan;
 }

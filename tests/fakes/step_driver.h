@@ -22,6 +22,7 @@ struct IterationRecord {
   std::vector<SeqId> running, waiting, swapped;      // sorted ids, as schedule() left them
   std::vector<std::pair<SeqId, int32_t>> scheduled;  // (id, num_new_tokens), plan order
   int32_t num_tokens = 0;
+  int32_t num_padding_rows = 0;
   std::vector<SeqId> preempted;
   size_t num_swap_out = 0;
   size_t num_swap_in = 0;
@@ -88,6 +89,7 @@ class StepDriver {
     }
     for (const ScheduledSeq& ss : plan.seqs) rec.scheduled.emplace_back(ss.id, ss.num_new_tokens);
     rec.num_tokens = plan.num_tokens;
+    rec.num_padding_rows = plan.num_padding_rows;
     rec.preempted = plan.preempted;
     rec.num_swap_out = plan.swap_out.size();
     rec.num_swap_in = plan.swap_in.size();

@@ -98,6 +98,31 @@ TEST(SchedBudget, StaticBatchAdmitsNothingUntilTheBatchIsEmpty) {
   }
 }
 
+TEST(SchedBudget, StaticPaddingCountsFinishedMembersUntilTheBatchEnds) {
+  for (BatchingMode mode : {BatchingMode::kStatic, BatchingMode::kContinuous}) {
+    SchedulerConfig c = small_config();
+    c.max_num_seqs = 2;
+    c.batching = mode;
+    c.static_padding = true;
+    Scheduler s(c);
+    StepDriver d(s);
+    d.add(1, make_request(4, 2));
+    d.add(2, make_request(4, 4));
+    d.add(3, make_request(4, 1));
+    d.run();
+    std::vector<int32_t> padding;
+    for (const auto& rec : d.history()) padding.push_back(rec.num_padding_rows);
+    if (mode == BatchingMode::kStatic) {
+      // A finishes at it2; its row is still paid for at it3 and it4 while B runs on. C's batch
+      // (it5) starts unpadded.
+      EXPECT_EQ(padding, (std::vector<int32_t>{0, 0, 1, 1, 0}));
+    } else {
+      EXPECT_EQ(padding, (std::vector<int32_t>{0, 0, 0, 0}));  // continuous never pads
+    }
+    expect_drained(s, d);
+  }
+}
+
 TEST(SchedBudget, DynamicBatchFormsBySizeOrWindow) {
   SchedulerConfig c = small_config();
   c.max_num_seqs = 2;
