@@ -3,8 +3,12 @@
 // weight-bandwidth floor, batched decode at 1/16/64/256 sequences (128-token prompts, 128 new
 // tokens, greedy on the GPU), and prefill throughput. Prints a table; writes JSON to argv[2].
 //
-//   build*/bench/bench_cuda [llama-3.2-1b|llama-3.1-8b|config.json] [out.json]
+//   build*/bench/bench_cuda [llama-3.2-1b|llama-3.1-8b|config.json] [out.json] [options]
+// Options: --eager (no CUDA graphs for decode steps), --no-prefill-kernel (the per-token attention
+// kernel for prefill too), --kv-cache-dtype bf16|fp8|int8,
+// --vocab N (another vocabulary size, e.g. 49152 to match a peer's model file).
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #ifndef LOOM_HAVE_CUDA
@@ -107,7 +111,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", config.error().c_str());
     return 1;
   }
-  const loom::ModelConfig& c = config.value();
+  loom::ModelConfig c = config.value();
   if (!loom::cuda_device_available()) {
     std::printf("bench_cuda: no CUDA GPU\n");
     return 0;
@@ -117,6 +121,26 @@ int main(int argc, char** argv) {
   const double copy_bw = measure_copy_bandwidth();
 
   loom::CudaBackendOptions o;
+  for (int i = 3; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--eager") {
+      o.cuda_graphs = false;
+    } else if (a == "--no-prefill-kernel") {
+      o.prefill_attention = false;
+    } else if (a == "--vocab" && i + 1 < argc) {
+      c.vocab_size = std::atoi(argv[++i]);
+    } else if (a == "--kv-cache-dtype" && i + 1 < argc) {
+      auto d = loom::cuda::parse_kv_cache_dtype(argv[++i]);
+      if (!d.ok()) {
+        std::fprintf(stderr, "%s\n", d.error().c_str());
+        return 1;
+      }
+      o.kv_cache_dtype = d.value();
+    } else {
+      std::fprintf(stderr, "unknown option %s\n", a.c_str());
+      return 1;
+    }
+  }
   o.block_size = kBlockSize;
   o.max_num_batched_tokens = 4096;
   o.max_num_seqs = 256;
@@ -139,7 +163,11 @@ int main(int argc, char** argv) {
                            {"model", source},
                            {"copy_bandwidth_GBps", copy_bw / 1e9},
                            {"weight_bytes", weight_bytes},
-                           {"decode_floor_ms", floor_ms}};
+                           {"decode_floor_ms", floor_ms},
+                           {"cuda_graphs", o.cuda_graphs},
+                           {"prefill_attention_kernel", o.prefill_attention},
+                           {"vocab_size", c.vocab_size},
+                           {"kv_cache_dtype", loom::cuda::kv_cache_dtype_name(o.kv_cache_dtype)}};
   std::printf("GPU %s, %d SMs; model %s: %.3f G matmul params, %.2f GB bf16 weights\n", prop.name,
               prop.multiProcessorCount, source.c_str(), params_matmul / 1e9, weight_bytes / 1e9);
   std::printf("device copy %.0f GB/s (read+write) -> decode floor %.3f ms/step\n", copy_bw / 1e9,

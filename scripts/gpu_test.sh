@@ -13,6 +13,8 @@ set -uo pipefail
 BUILD=${LOOM_GPU_BUILD:-build-gpu}
 OUT=${OUT:-/tmp/loom-gpu-out}
 HF_DIR=${LOOM_HF_RANDOM_DIR:-/tmp/loom-hf-random}
+# Optional: a Llama GGUF for the KV-cache quantization accuracy test (its KVQ-GPU lines).
+export LOOM_GPU_ACCURACY_MODEL=${LOOM_GPU_ACCURACY_MODEL:-}
 mkdir -p "$OUT" "$HF_DIR"
 # gpu_libs: optional host libraries carried beside prebuilt binaries (used last).
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}:$PWD/$BUILD/gpu_libs"
@@ -32,7 +34,7 @@ PYTHONUNBUFFERED=1 python3 tools/make_hf_random_llama.py "$HF_DIR" 2>&1 | tee "$
 
 echo "== test_cuda"
 LOOM_HF_RANDOM_DIR="$HF_DIR" "$BUILD/tests/test_cuda" 2>&1 | tee "$OUT/test_cuda.log" |
-  grep -E "^\[  (FAILED|PASSED|SKIPPED) |cosine|greedy|Failure|error|Expected|Which is" || true
+  grep -E "^\[  (FAILED|PASSED|SKIPPED) |cosine|greedy|KVQ|token-identical|Failure|error|Expected|Which is" || true
 grep -q "^\[  PASSED" "$OUT/test_cuda.log" && ! grep -q "^\[  FAILED" "$OUT/test_cuda.log" || status=1
 
 echo "== CLI smoke (loom generate --device cuda)"

@@ -31,10 +31,12 @@ void EngineOptions::add_to(CLI::App& app) {
   app.add_option(
       "--chat-template", chat_template,
       "chat format when the model's template is unknown: chatml, llama3, llama2, mistral");
-  app.add_option("--kv-cache-memory", kv_cache_mib, "KV cache budget in MiB")
-      ->capture_default_str();
+  app.add_option("--kv-cache-memory", kv_cache_mib,
+                 "KV cache budget in MiB (default: 1024 on the CPU; on the GPU what "
+                 "--gpu-memory-utilization leaves)");
   app.add_option("--kv-cache-dtype", kv_cache_dtype,
-                 "KV cache row format: f16, int8 or int4 (more tokens in the same memory)")
+                 "KV cache row format (more tokens in the same memory): f16, int8 or int4 on "
+                 "cpu; bf16 (also f16, auto), fp8 or int8 on cuda")
       ->capture_default_str();
   app.add_option("--swap-space", swap_space_mib, "host swap pool in MiB")->capture_default_str();
   app.add_option("--block-size", block_size, "tokens per KV block")->capture_default_str();
@@ -62,6 +64,11 @@ void EngineOptions::add_to(CLI::App& app) {
   app.add_option("--gpu-memory-utilization", gpu_memory_utilization,
                  "cuda: share of GPU memory for weights, activations and KV cache")
       ->capture_default_str();
+  app.add_flag("--enforce-eager", enforce_eager,
+               "cuda: launch every decode step's kernels one by one (no CUDA graphs)");
+  app.add_option("--tokenizer", tokenizer_path,
+                 "with --load-format dummy: a tokenizer.json, or the directory holding it "
+                 "(default: the model directory)");
   app.add_option("--load-format", load_format,
                  "auto, or dummy: random weights from the model directory's config.json (cuda)")
       ->capture_default_str();
@@ -75,15 +82,36 @@ Result<std::unique_ptr<LoadedEngine>> load_engine(const EngineOptions& o) {
     return make_error("--load-format must be auto or dummy, not %s", o.load_format.c_str());
   if (o.load_format == "dummy" && o.device != "cuda")
     return make_error("--load-format dummy needs --device cuda");
-  // dummy: the config and tokenizer come from the model directory; the weights are random.
+  // The KV cache dtype, checked before anything is loaded; the names differ by device.
+  cpu::KvDtype cpu_kv_dtype = cpu::KvDtype::kF16;
+  cuda::KvCacheDtype gpu_kv_dtype = cuda::KvCacheDtype::kBf16;
+  if (o.device == "cuda") {
+    auto d = cuda::parse_kv_cache_dtype(o.kv_cache_dtype);
+    if (!d.ok()) return make_error("--kv-cache-dtype: %s", d.error().c_str());
+    gpu_kv_dtype = d.value();
+  } else {
+    if (o.kv_cache_dtype == "fp8")
+      return make_error(
+          "--kv-cache-dtype fp8 is GPU only (add --device cuda); the CPU cache takes f16, int8 or "
+          "int4");
+    auto d = cpu::parse_kv_dtype(o.kv_cache_dtype);
+    if (!d.ok()) return Error{d.error()};
+    cpu_kv_dtype = d.value();
+  }
+  // dummy: the config comes from the model directory (or a preset name such as llama-3.2-1b),
+  // the tokenizer from --tokenizer or the model directory; the weights are random.
   ModelConfig dummy_config;
   TokenizerSpec tokenizer_spec;
   if (o.load_format == "dummy") {
     auto config = load_dummy_config(o.model_path);
     if (!config.ok()) return Error{config.error()};
     dummy_config = config.value();
-    auto spec = load_tokenizer_json(o.model_path + "/tokenizer.json",
-                                    o.model_path + "/tokenizer_config.json");
+    // A directory holding tokenizer.json (and maybe tokenizer_config.json), or the file itself.
+    const std::string t = o.tokenizer_path.empty() ? o.model_path : o.tokenizer_path;
+    const bool file = t.size() > 5 && t.compare(t.size() - 5, 5, ".json") == 0;
+    const std::string dir = file ? t.substr(0, t.find_last_of('/') + 1) : t + "/";
+    auto spec =
+        load_tokenizer_json(file ? t : dir + "tokenizer.json", dir + "tokenizer_config.json");
     if (!spec.ok()) return make_error("tokenizer: %s", spec.error().c_str());
     tokenizer_spec = std::move(spec).value();
   } else {
@@ -133,17 +161,19 @@ Result<std::unique_ptr<LoadedEngine>> load_engine(const EngineOptions& o) {
     co.swap_space_bytes = static_cast<size_t>(o.swap_space_mib * (1 << 20));
     co.max_num_batched_tokens = o.max_num_batched_tokens;
     co.max_num_seqs = o.max_num_seqs;
+    co.kv_cache_dtype = gpu_kv_dtype;
+    co.cuda_graphs = !o.enforce_eager;
+    if (o.kv_cache_mib > 0) co.kv_cache_bytes = static_cast<size_t>(o.kv_cache_mib * (1 << 20));
     backend = loaded->model ? create_cuda_backend(loaded->model, co)
                             : create_cuda_backend_dummy(dummy_config, co);
   } else {
     cpu::CpuBackendOptions bo;
     bo.block_size = o.block_size;
-    bo.kv_cache_bytes = static_cast<size_t>(o.kv_cache_mib * (1 << 20));
+    bo.kv_cache_bytes =
+        static_cast<size_t>((o.kv_cache_mib > 0 ? o.kv_cache_mib : 1024) * (1 << 20));
     bo.swap_space_bytes = static_cast<size_t>(o.swap_space_mib * (1 << 20));
     bo.num_threads = o.threads;
-    auto kv_dtype = cpu::parse_kv_dtype(o.kv_cache_dtype);
-    if (!kv_dtype.ok()) return Error{kv_dtype.error()};
-    bo.kv_dtype = kv_dtype.value();
+    bo.kv_dtype = cpu_kv_dtype;
     auto cpu_backend = cpu::CpuBackend::create(loaded->model, bo);
     if (cpu_backend.ok())
       backend = std::unique_ptr<Backend>(std::move(cpu_backend).value());

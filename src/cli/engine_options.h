@@ -20,8 +20,10 @@ default_model_path();  // models/SmolLM2-135M-Instruct.Q4_1.gguf next to the bin
 struct EngineOptions {
   std::string model_path;
   std::string chat_template;  // override: chatml, llama3, llama2, mistral
-  double kv_cache_mib = 1024;
-  std::string kv_cache_dtype = "f16";  // f16, int8 or int4 (backend/cpu/kv_quant.h)
+  double kv_cache_mib = 0;    // 0: 1024 MiB on the CPU, --gpu-memory-utilization on the GPU
+  // cpu: f16, int8 or int4 (backend/cpu/kv_quant.h); cuda: bf16 (also f16, auto), fp8 or int8
+  // (backend/cuda/kv_cache_format.h).
+  std::string kv_cache_dtype = "f16";
   double swap_space_mib = 512;
   int32_t block_size = 16;
   int32_t threads = 0;
@@ -40,6 +42,8 @@ struct EngineOptions {
   std::string device = "cpu";           // cpu or cuda
   double gpu_memory_utilization = 0.9;  // cuda: share of GPU memory for weights + KV cache
   std::string load_format = "auto";     // auto, or dummy: random weights from config.json
+  bool enforce_eager = false;           // cuda: no CUDA graphs
+  std::string tokenizer_path;           // dummy: tokenizer directory (default: the model's)
 
   void add_to(CLI::App& app);
 };

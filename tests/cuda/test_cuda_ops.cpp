@@ -290,6 +290,35 @@ TEST(CudaOps, GemmMatchesFloat64) {
   EXPECT_LT(rel_error(from_bf16(ybf.download()), ref), 1e-2);
 }
 
+// Few rows take the bandwidth-bound kernel (gemv.cuh); 9 rows and more, cuBLAS. Every row count
+// around the switch, odd output counts, and in sizes that leave a remainder after the unrolled
+// loop (in / 8 not a multiple of 128).
+TEST(CudaOps, GemmFewRowsMatchesFloat64) {
+  LOOM_REQUIRE_GPU();
+  cuda::Gemm gemm;
+  for (int32_t K : {64, 576, 2056}) {
+    for (int32_t T : {1, 2, 3, 5, 8, 9}) {
+      const int32_t N = 133;
+      auto x = bf16_round(random_floats(T * K, 31 + T)), w = bf16_round(random_floats(N * K, 32));
+      DeviceVec<uint16_t> dx(to_bf16(x)), dw(to_bf16(w)), ybf(T * N);
+      DeviceVec<float> yf(T * N);
+      yf.poison();
+      ybf.poison();
+      gemm.run(dx.as<bf16>(), T, K, dw.as<bf16>(), N, yf.get(), true, 0);
+      gemm.run(dx.as<bf16>(), T, K, dw.as<bf16>(), N, ybf.get(), false, 0);
+      std::vector<double> ref(T * N);
+      for (int t = 0; t < T; ++t)
+        for (int n = 0; n < N; ++n) {
+          double acc = 0;
+          for (int k = 0; k < K; ++k) acc += double(x[t * K + k]) * w[n * K + k];
+          ref[t * N + n] = acc;
+        }
+      EXPECT_LT(rel_error(yf.download(), ref), 1e-5) << "T " << T << " K " << K;
+      EXPECT_LT(rel_error(from_bf16(ybf.download()), ref), 1e-2) << "T " << T << " K " << K;
+    }
+  }
+}
+
 TEST(CudaOps, ArgmaxPicksLargestLowestIndex) {
   LOOM_REQUIRE_GPU();
   const int32_t R = 3, V = 49152;

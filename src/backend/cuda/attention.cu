@@ -1,3 +1,6 @@
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
 #include <algorithm>
 #include <cfloat>
 
@@ -18,14 +21,112 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// How the rows of one cache dtype are loaded and widened to f32 (the row's scale not applied):
+// K rows in 16-byte chunks of kPerChunk values, V slices of N = head_dim / 32 (2 or 4) values.
+template <KvCacheDtype kDtype>
+struct KvLoad;
+
+template <>
+struct KvLoad<KvCacheDtype::kBf16> {
+  static constexpr int kPerChunk = 8;
+  __device__ __forceinline__ static void chunk(const uint4& raw, float* out) {
+    const __nv_bfloat162* k2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 f = __bfloat1622float2(k2[j]);
+      out[2 * j] = f.x;
+      out[2 * j + 1] = f.y;
+    }
+  }
+  template <int N>
+  __device__ __forceinline__ static void slice(const uint8_t* p, float* out) {
+    if constexpr (N == 4) {
+      const uint2 raw = *reinterpret_cast<const uint2*>(p);
+      const __nv_bfloat162* v2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
+      const float2 f0 = __bfloat1622float2(v2[0]), f1 = __bfloat1622float2(v2[1]);
+      out[0] = f0.x, out[1] = f0.y, out[2] = f1.x, out[3] = f1.y;
+    } else {
+      const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+      out[0] = f.x, out[1] = f.y;
+    }
+  }
+};
+
+template <>
+struct KvLoad<KvCacheDtype::kFp8> {
+  static constexpr int kPerChunk = 16;
+  // Two e4m3 values, the lower-addressed byte in the low half (x).
+  __device__ __forceinline__ static float2 pair(uint32_t bits) {
+    const __half2_raw h =
+        __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(bits & 0xffffu), __NV_E4M3);
+    return __half22float2(__half2(h));
+  }
+  __device__ __forceinline__ static void word(uint32_t w, float* out) {
+    const float2 f0 = pair(w), f1 = pair(w >> 16);
+    out[0] = f0.x, out[1] = f0.y, out[2] = f1.x, out[3] = f1.y;
+  }
+  __device__ __forceinline__ static void chunk(const uint4& raw, float* out) {
+    word(raw.x, out);
+    word(raw.y, out + 4);
+    word(raw.z, out + 8);
+    word(raw.w, out + 12);
+  }
+  template <int N>
+  __device__ __forceinline__ static void slice(const uint8_t* p, float* out) {
+    if constexpr (N == 4) {
+      word(*reinterpret_cast<const uint32_t*>(p), out);
+    } else {
+      const float2 f = pair(*reinterpret_cast<const uint16_t*>(p));
+      out[0] = f.x, out[1] = f.y;
+    }
+  }
+};
+
+template <>
+struct KvLoad<KvCacheDtype::kInt8> {
+  static constexpr int kPerChunk = 16;
+  // Four int8 values, the lower-addressed byte in the low bits.
+  __device__ __forceinline__ static void word(uint32_t w, float* out) {
+#pragma unroll
+    for (int b = 0; b < 4; ++b) out[b] = static_cast<float>(static_cast<int8_t>(w >> (8 * b)));
+  }
+  __device__ __forceinline__ static void chunk(const uint4& raw, float* out) {
+    word(raw.x, out);
+    word(raw.y, out + 4);
+    word(raw.z, out + 8);
+    word(raw.w, out + 12);
+  }
+  template <int N>
+  __device__ __forceinline__ static void slice(const uint8_t* p, float* out) {
+    if constexpr (N == 4) {
+      word(*reinterpret_cast<const uint32_t*>(p), out);
+    } else {
+      const uint32_t w = *reinterpret_cast<const uint16_t*>(p);
+      out[0] = static_cast<float>(static_cast<int8_t>(w));
+      out[1] = static_cast<float>(static_cast<int8_t>(w >> 8));
+    }
+  }
+};
+
+__device__ __forceinline__ float load_scale(const uint8_t* p) {
+  return __half2float(*reinterpret_cast<const __half*>(p));
+}
+
 // Scores: lane j of a warp owns key (tile + j) and reads its whole K row (16-byte loads).
 // Values: lanes split head_dim (D / 32 contiguous values each) and walk the tile's keys in order,
 // taking each key's probability by shuffle. Every warp keeps an online softmax per query head;
 // the warps' states are merged through shared memory at the end.
-template <int D>
+// Quantized rows: the key's K scale multiplies its score once, and its V scale its softmax weight
+// as the weight is handed to the lanes (the softmax sums use the unscaled weight).
+template <int D, KvCacheDtype kDtype>
 __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs a) {
+  using Load = KvLoad<kDtype>;
+  constexpr bool kScaled = kDtype != KvCacheDtype::kBf16;
+  constexpr int kValueBytes = kScaled ? 1 : 2;
+  constexpr int kPerChunk = Load::kPerChunk;
   constexpr int kPerLane = D / 32;
   const int32_t t = blockIdx.y, kv_head = blockIdx.z, split = blockIdx.x;
+  if (a.skip_token && a.skip_token[t]) return;  // the whole CTA: before any barrier
   const int32_t G = a.num_heads / a.cache.num_kv_heads;
   const int32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
@@ -43,6 +144,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
   const int32_t k_end = min(num_keys, k_begin + a.keys_per_split);
   const int32_t* table = a.block_tables + static_cast<int64_t>(seq) * a.max_blocks_per_seq;
   const int32_t bs = a.cache.block_size;
+  const uint8_t* cache = static_cast<const uint8_t*>(a.kv_cache);
 
   float m[kMaxGroupSize], l[kMaxGroupSize], acc[kMaxGroupSize][kPerLane];
 #pragma unroll
@@ -59,28 +161,31 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
     float s[kMaxGroupSize];
 #pragma unroll
     for (int g = 0; g < kMaxGroupSize; ++g) s[g] = 0.0f;
+    float v_scale = 1.0f;  // this lane's key's V scale (quantized dtypes)
     if (valid) {
       const int64_t block = table[key / bs];
+      const int32_t slot = key % bs;
       const uint4* krow = reinterpret_cast<const uint4*>(
-          a.kv_cache + a.cache.offset(block, a.layer, 0, kv_head, key % bs));
+          cache + a.cache.value_byte_offset(block, a.layer, 0, kv_head, slot));
 #pragma unroll
-      for (int c = 0; c < D / 8; ++c) {
+      for (int c = 0; c < D / kPerChunk; ++c) {
         const uint4 raw = krow[c];
-        const __nv_bfloat162* k2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
-        float kf[8];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const float2 f = __bfloat1622float2(k2[j]);
-          kf[2 * j] = f.x;
-          kf[2 * j + 1] = f.y;
-        }
+        float kf[kPerChunk];
+        Load::chunk(raw, kf);
 #pragma unroll
         for (int g = 0; g < kMaxGroupSize; ++g) {
           if (g < G) {
 #pragma unroll
-            for (int j = 0; j < 8; ++j) s[g] += q_s[g][c * 8 + j] * kf[j];
+            for (int j = 0; j < kPerChunk; ++j) s[g] += q_s[g][c * kPerChunk + j] * kf[j];
           }
         }
+      }
+      if constexpr (kScaled) {
+        const float k_scale =
+            load_scale(cache + a.cache.scale_byte_offset(block, a.layer, 0, kv_head, slot));
+        v_scale = load_scale(cache + a.cache.scale_byte_offset(block, a.layer, 1, kv_head, slot));
+#pragma unroll
+        for (int g = 0; g < kMaxGroupSize; ++g) s[g] *= k_scale;
       }
     }
     float p[kMaxGroupSize];
@@ -98,23 +203,17 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
       } else {
         p[g] = 0.0f;
       }
+      if constexpr (kScaled) p[g] *= v_scale;  // after the sums: only the V products see it
     }
     const int32_t n_valid = min(32, k_end - tile);
     for (int32_t j = 0; j < n_valid; ++j) {
       const int32_t vkey = tile + j;
       const int64_t block = table[vkey / bs];
-      const bf16* vrow =
-          a.kv_cache + a.cache.offset(block, a.layer, 1, kv_head, vkey % bs) + lane * kPerLane;
+      const uint8_t* vrow = cache +
+                            a.cache.value_byte_offset(block, a.layer, 1, kv_head, vkey % bs) +
+                            lane * kPerLane * kValueBytes;
       float vf[kPerLane];
-      if constexpr (kPerLane == 4) {
-        const uint2 raw = *reinterpret_cast<const uint2*>(vrow);
-        const __nv_bfloat162* v2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
-        const float2 f0 = __bfloat1622float2(v2[0]), f1 = __bfloat1622float2(v2[1]);
-        vf[0] = f0.x, vf[1] = f0.y, vf[2] = f1.x, vf[3] = f1.y;
-      } else {
-        const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(vrow));
-        vf[0] = f.x, vf[1] = f.y;
-      }
+      Load::template slice<kPerLane>(vrow, vf);
 #pragma unroll
       for (int g = 0; g < kMaxGroupSize; ++g) {
         if (g < G) {
@@ -163,10 +262,27 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
   }
 }
 
+// The kernel for the cache's dtype.
+template <int D>
+void launch_attention_kernel(const dim3& grid, const AttentionArgs& a, cudaStream_t stream) {
+  switch (a.cache.dtype) {
+    case KvCacheDtype::kBf16:
+      paged_attention_kernel<D, KvCacheDtype::kBf16><<<grid, kThreads, 0, stream>>>(a);
+      break;
+    case KvCacheDtype::kFp8:
+      paged_attention_kernel<D, KvCacheDtype::kFp8><<<grid, kThreads, 0, stream>>>(a);
+      break;
+    case KvCacheDtype::kInt8:
+      paged_attention_kernel<D, KvCacheDtype::kInt8><<<grid, kThreads, 0, stream>>>(a);
+      break;
+  }
+}
+
 // One block per (token, head), head_dim threads: out = sum_s w_s o_s / sum_s w_s with
 // w_s = L_s e^(M_s - max M). Splits past the token's keys have L = 0 and weigh nothing.
 __global__ void merge_splits_kernel(AttentionArgs a, int32_t D) {
   const int64_t row = blockIdx.x;  // t * num_heads + head
+  if (a.skip_token && a.skip_token[row / a.num_heads]) return;
   const int32_t d = threadIdx.x;
   const int64_t stride = static_cast<int64_t>(a.num_tokens) * a.num_heads;
   float M = -FLT_MAX;
@@ -215,10 +331,10 @@ void launch_paged_attention(const AttentionArgs& a, cudaStream_t stream) {
   const dim3 grid(a.num_splits, a.num_tokens, a.cache.num_kv_heads);
   switch (a.cache.head_dim) {
     case 64:
-      paged_attention_kernel<64><<<grid, kThreads, 0, stream>>>(a);
+      launch_attention_kernel<64>(grid, a, stream);
       break;
     case 128:
-      paged_attention_kernel<128><<<grid, kThreads, 0, stream>>>(a);
+      launch_attention_kernel<128>(grid, a, stream);
       break;
     default:
       LOOM_CHECK(false, "head_dim %d not supported by the CUDA attention", a.cache.head_dim);

@@ -6,6 +6,11 @@
 // Query token t attends to keys [0, positions[t]] of its sequence. Long contexts are split along
 // the keys into `num_splits` pieces that run in parallel (decode at small batch would otherwise
 // use a handful of SMs); a second kernel merges the pieces' (max, sum, output) triples.
+//
+// The cache may hold bf16 or fp8 / int8 rows with an f16 scale each (kv_cache_format.h, dtype in
+// cache.dtype): the kernel dequantizes as it loads K and V rows, with no separate pass. A row's
+// scale is applied once per key (to its score, and to its softmax weight before the V sum), not
+// per value.
 #pragma once
 
 #include "backend/cuda/cuda_common.cuh"
@@ -16,8 +21,8 @@ namespace loom::cuda {
 constexpr int32_t kMaxGroupSize = 8;  // query heads per KV head
 
 struct AttentionArgs {
-  const float* q = nullptr;  // [T][num_heads][head_dim], RoPE applied
-  const bf16* kv_cache = nullptr;
+  const float* q = nullptr;               // [T][num_heads][head_dim], RoPE applied
+  const void* kv_cache = nullptr;         // the pool: num_blocks x cache.block_bytes() bytes
   const int32_t* seq_of_token = nullptr;  // [T]
   const int32_t* positions = nullptr;     // [T]
   const int32_t* block_tables = nullptr;  // [S][max_blocks_per_seq]
@@ -32,6 +37,9 @@ struct AttentionArgs {
   float* partial_out = nullptr;      // [num_splits][T][num_heads][head_dim] when num_splits > 1
   float* partial_max_sum = nullptr;  // [num_splits][T][num_heads][2]
   bf16* out = nullptr;               // [T][num_heads][head_dim]
+  // [T] or null: tokens flagged 1 are left alone (neither out nor the workspace is written);
+  // attention_prefill.cuh's kernel computes them.
+  const uint8_t* skip_token = nullptr;
 };
 
 // Picks the split of the context: enough CTAs to fill `num_sms` twice, pieces of >= 128 keys.

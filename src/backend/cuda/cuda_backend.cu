@@ -4,7 +4,9 @@
 #include <string>
 
 #include "backend/cpu/kernels/quant.h"
+#include "backend/cuda/attention_prefill.cuh"
 #include "backend/cuda/cuda_backend.cuh"
+#include "backend/cuda/graph_cache.cuh"
 #include "backend/cuda/random_fill.cuh"
 #include "backend/cuda/rmsnorm.cuh"
 #include "backend/cuda/rope_kv.cuh"
@@ -60,6 +62,7 @@ void CudaBackend::ensure(DeviceArray<T>& a, int64_t n) {
   LOOM_CUDA_CHECK(
       cudaMalloc(reinterpret_cast<void**>(&a.ptr), static_cast<size_t>(cap) * sizeof(T)));
   a.capacity = cap;
+  ++buffers_generation_;  // captured graphs hold the old address
 }
 
 CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& options)
@@ -201,7 +204,8 @@ Status CudaBackend::init(std::shared_ptr<const ModelFile> weights) {
   LOOM_CUDA_CHECK(cudaMemcpy(inv_freq_, inv_freq.data(), half * 4, cudaMemcpyHostToDevice));
 
   // Activations for the largest step, then the KV pool from what memory is left.
-  cache_shape_ = KvCacheShape{c.num_layers, c.num_kv_heads, c.head_dim, options_.block_size};
+  cache_shape_ = KvCacheShape{c.num_layers, c.num_kv_heads, c.head_dim, options_.block_size,
+                              options_.kv_cache_dtype};
   const int32_t T = options_.max_num_batched_tokens;
   int32_t splits = 1, per = 32;
   choose_attention_splits(std::min(T, options_.max_num_seqs), c.num_kv_heads, c.max_context,
@@ -212,7 +216,7 @@ Status CudaBackend::init(std::shared_ptr<const ModelFile> weights) {
   LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
   size_t free_bytes = 0, total_bytes = 0;
   LOOM_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  const size_t block_bytes = static_cast<size_t>(cache_shape_.block_elems()) * sizeof(bf16);
+  const size_t block_bytes = static_cast<size_t>(cache_shape_.block_bytes());  // scales included
   const double allowed = options_.gpu_memory_utilization * static_cast<double>(total_bytes) -
                          static_cast<double>(total_bytes - free_bytes);
   size_t kv_bytes = allowed > 0 ? static_cast<size_t>(allowed) : 0;
@@ -223,15 +227,25 @@ Status CudaBackend::init(std::shared_ptr<const ModelFile> weights) {
         "no GPU memory left for the KV cache (%zu bytes free of %zu, utilization %.2f)", free_bytes,
         total_bytes, options_.gpu_memory_utilization);
   num_device_blocks_ = static_cast<int32_t>(std::min<int64_t>(blocks, int64_t{1} << 30));
-  kv_cache_ = alloc<bf16>(int64_t{num_device_blocks_} * cache_shape_.block_elems());
+  kv_cache_ = alloc<uint8_t>(int64_t{num_device_blocks_} * cache_shape_.block_bytes());
   const int64_t host_blocks = static_cast<int64_t>(options_.swap_space_bytes / block_bytes);
   swap_ = std::make_unique<KvSwapPool>(
       block_bytes, static_cast<int32_t>(std::min<int64_t>(host_blocks, int64_t{1} << 30)));
   LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  LOOM_LOG_INFO("cuda backend: %d SMs, KV cache %d blocks of %d tokens (%.2f GiB), swap %d blocks",
-                num_sms_, num_device_blocks_, options_.block_size,
-                static_cast<double>(num_device_blocks_) * block_bytes / (1 << 30),
-                swap_->num_host_blocks());
+  // The last block is kept from the scheduler: graphed decode steps pad their batch with rows
+  // that write their K/V there.
+  if (num_device_blocks_ < 2)
+    return make_error("KV cache too small: %d blocks", num_device_blocks_);
+  padding_block_ = --num_device_blocks_;
+  max_graph_batch_ = std::min(options_.max_num_seqs, 256);
+  max_graph_stride_ = graph_stride_bucket(
+      static_cast<int32_t>(ceil_div(std::max<int64_t>(c.max_context, 1), options_.block_size)));
+  LOOM_LOG_INFO(
+      "cuda backend: %d SMs, KV cache %d blocks of %d tokens (%.2f GiB, %s, %zu bytes a block), "
+      "swap %d blocks",
+      num_sms_, num_device_blocks_, options_.block_size,
+      static_cast<double>(num_device_blocks_) * block_bytes / (1 << 30),
+      kv_cache_dtype_name(cache_shape_.dtype), block_bytes, swap_->num_host_blocks());
   return ok_status();
 }
 
@@ -257,20 +271,49 @@ KvPoolInfo CudaBackend::kv_pool() const {
   info.block_size = cache_shape_.block_size;
   info.num_device_blocks = num_device_blocks_;
   info.num_host_blocks = swap_->num_host_blocks();
-  info.bytes_per_block = static_cast<size_t>(cache_shape_.block_elems()) * sizeof(bf16);
-  info.dtype = "bf16";
+  info.bytes_per_block = static_cast<size_t>(cache_shape_.block_bytes());  // scales included
+  info.dtype = kv_cache_dtype_name(cache_shape_.dtype);
   return info;
 }
 
-void CudaBackend::run_layers(const ForwardBatch& b) {
-  check_forward_batch(b, cache_shape_.block_size, num_device_blocks_, config_.vocab_size);
-  const ModelConfig& c = config_;
-  const int32_t T = b.num_tokens(), S = b.num_seqs();
-  const int32_t R = static_cast<int32_t>(b.logits_rows.size());
-  const int32_t H = c.hidden_size, F = c.intermediate_size, QD = c.q_dim(), KVD = c.kv_dim();
+bool CudaBackend::graphable(const ForwardBatch& b) const {
+  // Pure decode: one new token per sequence, every one sampled, in order.
+  const int32_t T = b.num_tokens();
+  if (!options_.cuda_graphs || T == 0 || T != b.num_seqs() || T > max_graph_batch_ ||
+      static_cast<int32_t>(b.logits_rows.size()) != T)
+    return false;
+  for (int32_t i = 0; i < T; ++i)
+    if (b.logits_rows[i] != i) return false;
+  return graph_stride_bucket(b.max_blocks_per_seq) <= max_graph_stride_;
+}
 
-  // Stage the step's inputs: slots (int64) first, then int32 arrays, one pinned buffer, one copy.
-  const int64_t n32 = 3 * int64_t{T} + R + int64_t{S} * b.max_blocks_per_seq;
+CudaBackend::StepInputs CudaBackend::stage_inputs(const ForwardBatch& b, int32_t pad_to,
+                                                  int32_t stride) {
+  const int32_t T0 = b.num_tokens(), S0 = b.num_seqs();
+  const int32_t R0 = static_cast<int32_t>(b.logits_rows.size());
+  // Padding (graphed decode only): rows past the batch are one-token sequences at position 0
+  // whose K/V go to the reserved padding block; their outputs are never read.
+  const int32_t T = std::max(T0, pad_to), S = S0 + (T - T0), R = R0 + (T - T0);
+  StepInputs in;
+  in.T = T;
+  in.R = R;
+  in.S = S;
+  in.stride = stride;
+
+  // Prefill chunks of >= kPrefillMinTokens tokens go to the tensor-core kernel in tiles; the
+  // per-token kernel skips their tokens (eager steps only: graphed steps are pure decode).
+  prefill_tiles_.clear();
+  if (pad_to == 0 && options_.prefill_attention &&
+      prefill_attention_supported(cache_shape_, config_.num_heads))
+    plan_prefill_tiles(b.query_start.data(), S0, kPrefillMinTokens, prefill_tiles_);
+  const int32_t num_tiles = static_cast<int32_t>(prefill_tiles_.size());
+  if (num_tiles > 0) mark_prefill_tokens(prefill_tiles_, T, skip_flags_);
+
+  // Slots (int64) first, then int32 arrays, then the tiles and the skip bytes; one pinned
+  // buffer, one copy.
+  const int64_t skip_words = num_tiles > 0 ? ceil_div(T, 4) : 0;
+  const int64_t n32 =
+      3 * int64_t{T} + R + int64_t{S} * stride + 3 * int64_t{num_tiles} + skip_words;
   const int64_t words = T + (n32 + 1) / 2;
   if (meta_host_capacity_ < words) {
     LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -281,50 +324,113 @@ void CudaBackend::run_layers(const ForwardBatch& b) {
                                   cudaHostAllocDefault));
   }
   ensure(meta_dev_, words);
-  std::memcpy(meta_host_, b.slot_mapping.data(), static_cast<size_t>(T) * 8);
+  int64_t* slots = meta_host_;
   int32_t* h32 = reinterpret_cast<int32_t*>(meta_host_ + T);
-  std::memcpy(h32, b.tokens.data(), static_cast<size_t>(T) * 4);
-  std::memcpy(h32 + T, b.positions.data(), static_cast<size_t>(T) * 4);
+  int32_t *tokens = h32, *positions = h32 + T, *seq_of = h32 + 2 * T, *rows = h32 + 3 * T;
+  int32_t* tables = h32 + 3 * T + R;
+  std::memcpy(slots, b.slot_mapping.data(), static_cast<size_t>(T0) * 8);
+  std::memcpy(tokens, b.tokens.data(), static_cast<size_t>(T0) * 4);
+  std::memcpy(positions, b.positions.data(), static_cast<size_t>(T0) * 4);
   int32_t max_keys = 1;
-  for (int32_t s = 0; s < S; ++s)
+  for (int32_t s = 0; s < S0; ++s)
     for (int32_t t = b.query_start[s]; t < b.query_start[s + 1]; ++t) {
-      h32[2 * T + t] = s;
+      seq_of[t] = s;
       max_keys = std::max(max_keys, b.positions[t] + 1);
     }
-  if (R > 0) std::memcpy(h32 + 3 * T, b.logits_rows.data(), static_cast<size_t>(R) * 4);
-  std::memcpy(h32 + 3 * T + R, b.block_tables.data(), b.block_tables.size() * 4);
+  if (R0 > 0) std::memcpy(rows, b.logits_rows.data(), static_cast<size_t>(R0) * 4);
+  if (stride == b.max_blocks_per_seq) {
+    std::memcpy(tables, b.block_tables.data(), b.block_tables.size() * 4);
+  } else {
+    std::fill(tables, tables + int64_t{S} * stride, kNoBlock);
+    for (int32_t s = 0; s < S0; ++s)
+      std::memcpy(tables + int64_t{s} * stride,
+                  b.block_tables.data() + int64_t{s} * b.max_blocks_per_seq,
+                  static_cast<size_t>(b.max_blocks_per_seq) * 4);
+  }
+  for (int32_t p = 0; p < T - T0; ++p) {
+    slots[T0 + p] = int64_t{padding_block_} * cache_shape_.block_size;
+    tokens[T0 + p] = 0;
+    positions[T0 + p] = 0;
+    seq_of[T0 + p] = S0 + p;
+    rows[R0 + p] = T0 + p;
+    std::fill(tables + int64_t{S0 + p} * stride, tables + int64_t{S0 + p + 1} * stride, kNoBlock);
+    tables[int64_t{S0 + p} * stride] = padding_block_;
+  }
+  int32_t* tiles32 = tables + int64_t{S} * stride;
+  if (num_tiles > 0) {
+    static_assert(sizeof(PrefillTile) == 3 * sizeof(int32_t));
+    std::memcpy(tiles32, prefill_tiles_.data(), prefill_tiles_.size() * sizeof(PrefillTile));
+    std::memcpy(tiles32 + 3 * num_tiles, skip_flags_.data(), static_cast<size_t>(T));
+  }
   LOOM_CUDA_CHECK(cudaMemcpyAsync(meta_dev_.ptr, meta_host_, static_cast<size_t>(words) * 8,
                                   cudaMemcpyHostToDevice, stream_));
-  const int64_t* d_slots = meta_dev_.ptr;
+  in.slots = meta_dev_.ptr;
   const int32_t* d32 = reinterpret_cast<const int32_t*>(meta_dev_.ptr + T);
-  const int32_t *d_tokens = d32, *d_positions = d32 + T, *d_seq = d32 + 2 * T;
-  const int32_t *d_rows = d32 + 3 * T, *d_tables = d32 + 3 * T + R;
+  in.tokens = d32;
+  in.positions = d32 + T;
+  in.seq_of_token = d32 + 2 * T;
+  in.rows = d32 + 3 * T;
+  in.tables = d32 + 3 * T + R;
+  in.num_tiles = num_tiles;
+  if (num_tiles > 0) {
+    const int32_t* d_tiles = in.tables + int64_t{S} * stride;
+    in.tiles = reinterpret_cast<const PrefillTile*>(d_tiles);
+    in.skip = reinterpret_cast<const uint8_t*>(d_tiles + 3 * num_tiles);
+  }
+  // A graph's attention split must fit any context its stride allows; eager steps fit the batch.
+  const int32_t keys = pad_to > 0 ? stride * cache_shape_.block_size : max_keys;
+  int32_t covered = 0;
+  for (const PrefillTile& t : prefill_tiles_) covered += t.q_end - t.q_begin;
+  choose_attention_splits(std::max(T - covered, 1), config_.num_kv_heads, keys, num_sms_,
+                          &in.splits, &in.keys_per_split);
+  return in;
+}
 
-  int32_t splits = 1, per = 32;
-  choose_attention_splits(T, c.num_kv_heads, max_keys, num_sms_, &splits, &per);
-  reserve_activations(T, R, attention_workspace_floats(splits, T, c.num_heads, c.head_dim));
+void CudaBackend::run_layers(const ForwardBatch& b) {
+  check_forward_batch(b, cache_shape_.block_size, num_device_blocks_, config_.vocab_size);
+  if (!graphable(b)) {
+    const StepInputs in = stage_inputs(b, 0, b.max_blocks_per_seq);
+    reserve_activations(
+        in.T, in.R,
+        attention_workspace_floats(in.splits, in.T, config_.num_heads, config_.head_dim));
+    launch_layers(in);
+    return;
+  }
+  const int32_t B = graph_batch_bucket(b.num_tokens());
+  const StepInputs in = stage_inputs(b, B, graph_stride_bucket(b.max_blocks_per_seq));
+  reserve_activations(
+      in.T, in.R, attention_workspace_floats(in.splits, in.T, config_.num_heads, config_.head_dim));
+  const uint64_t key = (static_cast<uint64_t>(B) << 32) | static_cast<uint32_t>(in.stride);
+  graphs_.launch(key, buffers_generation_, stream_, [&] { launch_layers(in); });
+}
 
-  launch_embed(token_embd_, d_tokens, T, H, x_.ptr, stream_);
+void CudaBackend::launch_layers(const StepInputs& in) {
+  const ModelConfig& c = config_;
+  const int32_t T = in.T, R = in.R;
+  const int32_t H = c.hidden_size, F = c.intermediate_size, QD = c.q_dim(), KVD = c.kv_dim();
+
+  launch_embed(token_embd_, in.tokens, T, H, x_.ptr, stream_);
   AttentionArgs attn;
   attn.q = q_.ptr;
   attn.kv_cache = kv_cache_;
-  attn.seq_of_token = d_seq;
-  attn.positions = d_positions;
-  attn.block_tables = d_tables;
-  attn.max_blocks_per_seq = b.max_blocks_per_seq;
+  attn.seq_of_token = in.seq_of_token;
+  attn.positions = in.positions;
+  attn.block_tables = in.tables;
+  attn.max_blocks_per_seq = in.stride;
   attn.num_tokens = T;
   attn.num_heads = c.num_heads;
   attn.cache = cache_shape_;
   attn.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  attn.num_splits = splits;
-  attn.keys_per_split = per;
+  attn.num_splits = in.splits;
+  attn.keys_per_split = in.keys_per_split;
   attn.partial_out = attn_ws_.ptr;
-  attn.partial_max_sum = attn_ws_.ptr + int64_t{splits} * T * c.num_heads * c.head_dim;
+  attn.partial_max_sum = attn_ws_.ptr + int64_t{in.splits} * T * c.num_heads * c.head_dim;
   attn.out = attn_out_.ptr;
+  attn.skip_token = in.skip;
   RopeKvArgs rope;
   rope.qkv = qkv_.ptr;
-  rope.positions = d_positions;
-  rope.slot_mapping = d_slots;
+  rope.positions = in.positions;
+  rope.slot_mapping = in.slots;
   rope.inv_freq = inv_freq_;
   rope.num_tokens = T;
   rope.num_heads = c.num_heads;
@@ -342,6 +448,11 @@ void CudaBackend::run_layers(const ForwardBatch& b) {
     rope.layer = l;
     launch_rope_kv_write(rope, stream_);
     attn.layer = l;
+    if (in.num_tiles > 0) {
+      // Disjoint rows of attn.out: the per-token kernel skips the tiles' tokens (all of them
+      // when every sequence is a long prefill chunk; its CTAs then exit at once).
+      launch_paged_prefill_attention(attn, in.tiles, in.num_tiles, stream_);
+    }
     launch_paged_attention(attn, stream_);
     gemm_->run(attn_out_.ptr, T, QD, w.w_o, H, delta_.ptr, true, stream_);
     launch_add_rmsnorm(x_.ptr, delta_.ptr, nullptr, w.ffn_norm, T, H, c.rms_norm_eps, h_.ptr,
@@ -352,7 +463,7 @@ void CudaBackend::run_layers(const ForwardBatch& b) {
   }
   if (R == 0) return;
   // The last residual add only for the rows whose logits are wanted.
-  launch_add_rmsnorm(x_.ptr, delta_.ptr, d_rows, output_norm_, R, H, c.rms_norm_eps, rows_h_.ptr,
+  launch_add_rmsnorm(x_.ptr, delta_.ptr, in.rows, output_norm_, R, H, c.rms_norm_eps, rows_h_.ptr,
                      stream_);
   gemm_->run(rows_h_.ptr, R, H, lm_head_, c.vocab_size, logits_.ptr, true, stream_);
 }
@@ -363,6 +474,18 @@ void CudaBackend::forward(const ForwardBatch& batch, float* logits) {
   if (n > 0)
     LOOM_CUDA_CHECK(cudaMemcpyAsync(logits, logits_.ptr, n * 4, cudaMemcpyDeviceToHost, stream_));
   LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+bool CudaBackend::forward_sample(const ForwardBatch& batch, std::span<const SampleInput> rows,
+                                 std::span<SampleOutput> out) {
+  LOOM_CHECK(rows.size() == batch.logits_rows.size() && out.size() == rows.size());
+  run_layers(batch);
+  const int32_t R = static_cast<int32_t>(rows.size());
+  if (!sampler_ || sampler_->max_rows() < R)
+    sampler_ = std::make_unique<DeviceSampler>(config_.vocab_size,
+                                               std::max({R, options_.max_num_seqs, 1}));
+  sampler_->sample(logits_.ptr, rows, out, stream_);
+  return true;
 }
 
 void CudaBackend::forward_greedy(const ForwardBatch& batch, int32_t* token_ids) {
@@ -383,14 +506,13 @@ void CudaBackend::swap_in(std::span<const BlockCopy> copies) {
 }
 
 void CudaBackend::copy_blocks(std::span<const BlockCopy> copies) {
-  const size_t block_bytes = static_cast<size_t>(cache_shape_.block_elems()) * sizeof(bf16);
+  const size_t block_bytes = static_cast<size_t>(cache_shape_.block_bytes());  // scales included
   for (const BlockCopy& c : copies) {
     LOOM_CHECK(c.src >= 0 && c.src < num_device_blocks_ && c.dst >= 0 &&
                c.dst < num_device_blocks_);
-    LOOM_CUDA_CHECK(
-        cudaMemcpyAsync(reinterpret_cast<uint8_t*>(kv_cache_) + c.dst * block_bytes,
-                        reinterpret_cast<const uint8_t*>(kv_cache_) + c.src * block_bytes,
-                        block_bytes, cudaMemcpyDeviceToDevice, stream_));
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(kv_cache_ + c.dst * block_bytes,
+                                    kv_cache_ + c.src * block_bytes, block_bytes,
+                                    cudaMemcpyDeviceToDevice, stream_));
   }
 }
 

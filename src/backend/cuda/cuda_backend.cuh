@@ -1,5 +1,5 @@
 // The CUDA backend: the Llama / Qwen2 decoder over a flat ragged batch with bf16 weights, f32
-// residual stream and a bf16 paged KV cache on one GPU.
+// residual stream and a paged KV cache (bf16, or fp8 / int8: kv_cache_format.h) on one GPU.
 //
 // Per layer (T new tokens): add+RMSNorm -> fused QKV product (f32 out) -> RoPE + K/V cache write
 // -> paged attention -> O product (f32) -> add+RMSNorm -> fused gate/up product (bf16) -> SwiGLU
@@ -12,8 +12,11 @@
 #include <vector>
 
 #include "backend/cuda/attention.cuh"
+#include "backend/cuda/attention_prefill.cuh"
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/device_sampler.cuh"
 #include "backend/cuda/gemm.cuh"
+#include "backend/cuda/graph_cache.cuh"
 #include "backend/cuda/kv_swap.cuh"
 
 namespace loom::cuda {
@@ -30,6 +33,10 @@ class CudaBackend final : public Backend {
   int32_t vocab_size() const override { return config_.vocab_size; }
   KvPoolInfo kv_pool() const override;
   void forward(const ForwardBatch& batch, float* logits) override;
+  // Samples on the GPU (device_sampler.cuh): only token ids come back, except for rows that ask
+  // for logprobs, whose logits row is copied and sampled on the host.
+  bool forward_sample(const ForwardBatch& batch, std::span<const SampleInput> rows,
+                      std::span<SampleOutput> out) override;
   void swap_out(std::span<const BlockCopy> copies) override;
   void swap_in(std::span<const BlockCopy> copies) override;
   void copy_blocks(std::span<const BlockCopy> copies) override;
@@ -62,7 +69,27 @@ class CudaBackend final : public Backend {
   template <class T>
   void ensure(DeviceArray<T>& a, int64_t n);
   void reserve_activations(int32_t num_tokens, int32_t num_rows, int64_t workspace_floats);
-  void run_layers(const ForwardBatch& batch);  // leaves logits_ filled for batch.logits_rows
+  // One step's inputs on the device (views into meta_dev_) and its padded sizes.
+  struct StepInputs {
+    int32_t T = 0, R = 0, S = 0;  // tokens, logits rows, sequences (padding included)
+    int32_t stride = 0;           // block-table row length
+    int32_t splits = 1, keys_per_split = 32;
+    const int64_t* slots = nullptr;                          // [T]
+    const int32_t *tokens = nullptr, *positions = nullptr;   // [T]
+    const int32_t *seq_of_token = nullptr, *rows = nullptr;  // [T], [R]
+    const int32_t* tables = nullptr;                         // [S][stride]
+    int32_t num_tiles = 0;               // prefill tiles (attention_prefill.cuh)
+    const PrefillTile* tiles = nullptr;  // [num_tiles]
+    const uint8_t* skip = nullptr;       // [T] 1 = token in a tile (null when no tiles)
+  };
+  // Leaves logits_ filled for batch.logits_rows (row i of logits_ = logits_rows[i]); pure decode
+  // steps replay a captured graph (graph_cache.cuh), others launch their kernels one by one.
+  void run_layers(const ForwardBatch& batch);
+  bool graphable(const ForwardBatch& batch) const;
+  // Uploads the batch's metadata, padded to `pad_to` one-token rows (0: none) with block tables
+  // of `stride` entries, and picks the attention split.
+  StepInputs stage_inputs(const ForwardBatch& batch, int32_t pad_to, int32_t stride);
+  void launch_layers(const StepInputs& in);
 
   ModelConfig config_;
   CudaBackendOptions options_;
@@ -78,8 +105,9 @@ class CudaBackend final : public Backend {
   std::vector<LayerWeights> layers_;
 
   KvCacheShape cache_shape_;
-  int32_t num_device_blocks_ = 0;
-  bf16* kv_cache_ = nullptr;
+  int32_t num_device_blocks_ = 0;  // blocks the scheduler may use
+  int32_t padding_block_ = -1;     // one more block, written only by graph padding rows
+  uint8_t* kv_cache_ = nullptr;    // blocks of cache_shape_.block_bytes() bytes
   std::unique_ptr<KvSwapPool> swap_;
 
   // Per-step inputs: one pinned staging buffer, one upload.
@@ -90,6 +118,14 @@ class CudaBackend final : public Backend {
   DeviceArray<float> x_, delta_, qkv_, q_, logits_, attn_ws_;
   DeviceArray<bf16> h_, attn_out_, gate_up_, act_, rows_h_;
   DeviceArray<int32_t> ids_;
+  uint64_t buffers_generation_ = 0;  // bumped whenever a buffer above moves
+
+  std::unique_ptr<DeviceSampler> sampler_;  // created on the first forward_sample
+  GraphCache graphs_;
+  std::vector<PrefillTile> prefill_tiles_;  // per step, reused
+  std::vector<uint8_t> skip_flags_;
+  int32_t max_graph_batch_ = 0;   // decode batches up to this many sequences are graphed
+  int32_t max_graph_stride_ = 0;  // block-table stride bucket of the longest context
 };
 
 }  // namespace loom::cuda

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "backend/backend.h"
+#include "backend/cuda/kv_cache_format.h"
 #include "model/model_config.h"
 #include "model/model_file.h"
 #include "util/result.h"
@@ -19,10 +20,14 @@ struct CudaBackendOptions {
   int32_t block_size = 16;              // tokens per KV block
   double gpu_memory_utilization = 0.9;  // share of the GPU's memory this process may hold
   size_t kv_cache_bytes = 0;            // > 0: this KV budget instead of the utilization rule
+  // bf16, or fp8 / int8 rows with a scale each (kv_cache_format.h): ~1.9x the blocks per byte.
+  cuda::KvCacheDtype kv_cache_dtype = cuda::KvCacheDtype::kBf16;
   size_t swap_space_bytes = size_t{512} << 20;  // pinned host swap pool
   int32_t max_num_batched_tokens = 2048;        // activations reserved before the KV pool is sized
   int32_t max_num_seqs = 256;
-  uint64_t dummy_seed = 1234;  // --load-format dummy
+  uint64_t dummy_seed = 1234;     // --load-format dummy
+  bool cuda_graphs = true;        // replay decode steps from CUDA graphs (false: --enforce-eager)
+  bool prefill_attention = true;  // tensor-core kernel for prefill chunks (attention_prefill.cuh)
 };
 
 // Whether the build has CUDA and a usable GPU is present.

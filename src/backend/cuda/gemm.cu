@@ -1,4 +1,5 @@
 #include "backend/cuda/gemm.cuh"
+#include "backend/cuda/gemv.cuh"
 
 namespace loom::cuda {
 
@@ -24,6 +25,11 @@ Gemm::~Gemm() {
 void Gemm::run(const bf16* x, int32_t num_tokens, int32_t in, const bf16* w, int32_t out, void* y,
                bool y_f32, cudaStream_t stream) {
   if (num_tokens == 0) return;
+  // A few rows: a bandwidth-bound pass over the weights (gemv.cuh) beats cuBLAS's tiles.
+  if (num_tokens <= kGemvMaxRows && in % 8 == 0) {
+    launch_gemv(x, num_tokens, in, w, out, y, y_f32, stream);
+    return;
+  }
   LOOM_CUBLAS_CHECK(cublasSetStream(handle_, stream));
   const float alpha = 1.0f, beta = 0.0f;
   // Column-major view: Y^T [out x T] = W^T' ... i.e. op(A) = W^T with A = W stored [in x out]

@@ -1,4 +1,5 @@
-// BF16 matrix products through cuBLAS (which picks cuBLASLt's Hopper kernels), f32 accumulation.
+// BF16 matrix products through cuBLAS (which picks cuBLASLt's Hopper kernels), f32 accumulation;
+// up to kGemvMaxRows rows go to the bandwidth-bound kernel of gemv.cuh instead.
 // Weights are row-major [out][in] as the checkpoints store them: y[T][N] = x[T][K] * W[N][K]^T.
 #pragma once
 
