@@ -6,7 +6,8 @@
 //   build*/bench/bench_cuda [llama-3.2-1b|llama-3.1-8b|config.json] [out.json] [options]
 // Options: --eager (no CUDA graphs for decode steps), --no-prefill-kernel (the per-token attention
 // kernel for prefill too), --kv-cache-dtype bf16|fp8|int8,
-// --vocab N (another vocabulary size, e.g. 49152 to match a peer's model file).
+// --vocab N (another vocabulary size, e.g. 49152 to match a peer's model file), --only-batch N
+// (the decode sweep at batch N only, for a profiler).
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -121,10 +122,13 @@ int main(int argc, char** argv) {
   const double copy_bw = measure_copy_bandwidth();
 
   loom::CudaBackendOptions o;
+  int32_t only_batch = 0;  // > 0: the decode sweep at this batch only, nothing else (profiling)
   for (int i = 3; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--eager") {
       o.cuda_graphs = false;
+    } else if (a == "--only-batch" && i + 1 < argc) {
+      only_batch = std::atoi(argv[++i]);
     } else if (a == "--no-prefill-kernel") {
       o.prefill_attention = false;
     } else if (a == "--vocab" && i + 1 < argc) {
@@ -177,7 +181,9 @@ int main(int argc, char** argv) {
   std::vector<int32_t> ids(256);
   nlohmann::json sweep = nlohmann::json::array();
   std::printf("%8s %12s %14s %14s\n", "batch", "step ms", "decode tok/s", "prefill tok/s");
-  for (int32_t batch : {1, 16, 64, 256}) {
+  std::vector<int32_t> batches = {1, 16, 64, 256};
+  if (only_batch > 0) batches = {only_batch};
+  for (int32_t batch : batches) {
     int32_t next_block = 0;
     auto seqs = make_seqs(batch, 128 + 128 + 1, &next_block);
     LOOM_CUDA_CHECK(cudaDeviceSynchronize());
@@ -208,6 +214,7 @@ int main(int argc, char** argv) {
                      {"mfu_decode", 2.0 * params_matmul * tok_s / 989e12}});
   }
   report["decode_sweep"] = sweep;
+  if (only_batch > 0) return 0;
 
   // Prefill throughput: 16 prompts of 1024 tokens, 2 per forward (2048 tokens a step).
   {

@@ -9,8 +9,10 @@
 #      256 in, 256 out; and (c) online through `loom serve` at rising Poisson request rates;
 #   3. peers when asked (LOOM_PEERS=1): tools/gpu_peers.sh (llama.cpp's CUDA backend).
 # Shapes: Llama-3.2-1B, and Llama-3.1-8B too when LOOM_BENCH_8B=1. Weights are random
-# (--load-format dummy); the tokenizer is a small test one (prompts are random token ids, and
-# generated ids past its vocabulary detokenize to nothing).
+# (--load-format dummy); the tokenizer is the test one padded to the vocabulary
+# (tools/make_dummy_tokenizer.py); prompts are random token ids.
+# Optional: LOOM_BATCHING=1 adds continuous vs static vs padded static vs dynamic batching on the
+# Anyscale workload (512-token prompts, exponential output lengths under each cap).
 # Results (.txt tables and .json) go to $OUT (default /tmp/loom-gpu-out).
 set -uo pipefail
 BUILD=${LOOM_GPU_BUILD:-build-gpu}
@@ -20,10 +22,13 @@ RATES=${LOOM_BENCH_RATES:-"8 16 32 64"}
 ONLINE_N=${LOOM_BENCH_ONLINE_REQUESTS:-200}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}:$PWD/$BUILD/gpu_libs"
-TOKENIZER=tests/golden/tokenizer/hf_llama3.tokenizer.json  # 1,490 tokens; prompts are random ids
+# A tokenizer as large as the models' vocabulary, so every generated id streams as text.
+TOKENIZER=/tmp/loom-dummy-tokenizer.json
+python3 tools/make_dummy_tokenizer.py 128256 "$TOKENIZER" || exit 1
 status=0
 shapes=(llama-3.2-1b)
 [ "${LOOM_BENCH_8B:-0}" = 1 ] && shapes+=(llama-3.1-8b)
+[ -n "${LOOM_SHAPES:-}" ] && read -r -a shapes <<<"$LOOM_SHAPES"  # e.g. "llama-3.1-8b"
 t_start=$SECONDS
 step() { echo "== $* (t=$((SECONDS - t_start)) s)"; }
 
@@ -41,16 +46,32 @@ for shape in "${shapes[@]}"; do
   fi
   common=(--device cuda --load-format dummy --model "$shape" --tokenizer "$TOKENIZER"
     --max-num-seqs 256 --max-num-batched-tokens 8192 --seed 0 --no-progress)
-  step "workload (a) $shape: $N prompts, in 128-1024, out 64-512"
-  "$BUILD/loom" bench "${common[@]}" --workload uniform --num-requests "$N" --input-len 128 \
-    --input-len-max 1024 --output-len 64 --output-len-max 512 --max-duration 300 \
-    --label "a_${shape}" --json-out "$OUT/workload_a_${shape}.json" 2>"$OUT/workload_a_${shape}.log" |
-    tee "$OUT/workload_a_${shape}.txt" || { status=1; tail -5 "$OUT/workload_a_${shape}.log"; }
-  step "workload (b) $shape: $N prompts, 256 in, 256 out"
-  "$BUILD/loom" bench "${common[@]}" --workload fixed --num-requests "$N" --input-len 256 \
-    --output-len 256 --max-duration 300 --label "b_${shape}" \
-    --json-out "$OUT/workload_b_${shape}.json" 2>"$OUT/workload_b_${shape}.log" |
-    tee "$OUT/workload_b_${shape}.txt" || { status=1; tail -5 "$OUT/workload_b_${shape}.log"; }
+  if [ "${LOOM_BATCHING:-0}" = 1 ]; then
+    for cap in ${LOOM_BATCHING_CAPS:-32 128 512 1536}; do
+      for mode in continuous static paddedstatic dynamic; do
+        flag=(--batching "$mode")
+        [ "$mode" = paddedstatic ] && flag=(--batching static --static-padding)
+        step "batching $shape: $mode, cap $cap"
+        "$BUILD/loom" bench "${common[@]}" --workload anyscale \
+          --num-requests "${LOOM_BATCHING_N:-1024}" --anyscale-prompt-len 512 --output-cap "$cap" \
+          "${flag[@]}" --max-duration 120 --label "batching_${mode}_cap${cap}" \
+          --json-out "$OUT/batching_${mode}_cap${cap}.json" 2>>"$OUT/batching.log" |
+          grep -E "^duration|group all|TTFT" || status=1
+      done
+    done
+  fi
+  if [ "${LOOM_SKIP_WORKLOADS:-0}" != 1 ]; then
+    step "workload (a) $shape: $N prompts, in 128-1024, out 64-512"
+    "$BUILD/loom" bench "${common[@]}" --workload uniform --num-requests "$N" --input-len 128 \
+      --input-len-max 1024 --output-len 64 --output-len-max 512 --max-duration 300 \
+      --label "a_${shape}" --json-out "$OUT/workload_a_${shape}.json" 2>"$OUT/workload_a_${shape}.log" |
+      tee "$OUT/workload_a_${shape}.txt" || { status=1; tail -5 "$OUT/workload_a_${shape}.log"; }
+    step "workload (b) $shape: $N prompts, 256 in, 256 out"
+    "$BUILD/loom" bench "${common[@]}" --workload fixed --num-requests "$N" --input-len 256 \
+      --output-len 256 --max-duration 300 --label "b_${shape}" \
+      --json-out "$OUT/workload_b_${shape}.json" 2>"$OUT/workload_b_${shape}.log" |
+      tee "$OUT/workload_b_${shape}.txt" || { status=1; tail -5 "$OUT/workload_b_${shape}.log"; }
+  fi
 
   if [ "${LOOM_SKIP_ONLINE:-0}" != 1 ]; then
     port=$((18000 + RANDOM % 1000))
@@ -70,7 +91,7 @@ for shape in "${shapes[@]}"; do
         "$BUILD/loom" bench --mode online --base-url "http://127.0.0.1:$port" --workload uniform \
           --num-requests "$ONLINE_N" --input-len 128 --input-len-max 1024 --output-len 64 \
           --output-len-max 512 --request-rate "$rate" --seed 0 --no-progress --max-duration 120 \
-          --vocab-size 1400 --label "c_${shape}_r${rate}" \
+          --vocab-size 128000 --label "c_${shape}_r${rate}" \
           --json-out "$OUT/workload_c_${shape}_r${rate}.json" 2>>"$OUT/workload_c_${shape}.log" |
           tee "$OUT/workload_c_${shape}_r${rate}.txt" | grep -E "^duration|TTFT|ITL|group all" ||
           status=1
