@@ -72,7 +72,7 @@ std::string describe_model(const ModelFile& m, int32_t block_size, int32_t kv_by
   appendf(&s, "weight memory:     %.1f MiB\n", m.weight_bytes() / (1024.0 * 1024.0));
   const int64_t per_token = kv_bytes_per_token(c, kv_bytes_per_value);
   appendf(&s,
-          "kv cache:          %" PRId64 " bytes per token, %" PRId64
+          "kv cache (16-bit): %" PRId64 " bytes per token, %" PRId64
           " bytes per block of %d tokens (%d bytes per value)\n",
           per_token, per_token * block_size, block_size, kv_bytes_per_value);
   appendf(&s, "tokenizer:         %s, pre '%s', %zu tokens, %zu merges\n",
