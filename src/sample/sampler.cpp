@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 
+#include "sample/uniform.h"
 #include "sample/vec_math.h"
 #include "util/check.h"
 
@@ -26,16 +27,6 @@ inline float clean(float x) {
 
 inline bool in_vocab(TokenId t, int32_t vocab_size) {
   return t >= 0 && t < vocab_size;
-}
-
-// splitmix64's finalizer: a bijective 64-bit mix with good avalanche.
-inline uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xBF58476D1CE4E5B9ULL;
-  x ^= x >> 27;
-  x *= 0x94D049BB133111EBULL;
-  x ^= x >> 31;
-  return x;
 }
 
 bool repetition_active(const SampleInput& in) {
@@ -212,12 +203,7 @@ TokenId sample_filtered(const float* logits, int32_t vocab, const SamplingParams
 }  // namespace
 
 double sample_uniform(uint64_t seed, int32_t step) {
-  // Two rounds so that nearby seeds and nearby steps give unrelated streams.
-  const uint64_t key = mix64(seed + 0x9E3779B97F4A7C15ULL);
-  const uint64_t bits =
-      mix64(key ^ (static_cast<uint64_t>(static_cast<uint32_t>(step)) * 0xD1B54A32D192ED03ULL +
-                   0x8CB92BA72F3D8DD7ULL));
-  return static_cast<double>(bits >> 11) * 0x1.0p-53;
+  return sample_uniform_hd(seed, step);
 }
 
 SampleOutput sample_token(const SampleInput& in, SamplerScratch& scratch) {

@@ -3,8 +3,8 @@
 #include <cfloat>
 #include <climits>
 
-#include "backend/cuda/sample_uniform.h"
 #include "backend/cuda/sampling.cuh"
+#include "sample/uniform.h"
 
 namespace loom::cuda {
 namespace {

@@ -1,7 +1,7 @@
-// The sampler's uniform number for the draw of token `step` of a sequence seeded `seed`, as a
-// function that compiles for the host and the device alike: the GPU sampler (sampling.cu) draws
-// with bit for bit the u of loom::sample_uniform (sample/sampler.cpp), so that a seeded request
-// picks the same token wherever it is sampled. Free of CUDA headers.
+// The sampler's uniform number for the draw of token `step` of a sequence seeded `seed`, as one
+// function that compiles for the host and the device alike: sample_uniform (sampler.h) and the
+// GPU sampler (backend/cuda/sampling.cu) both call it, so a seeded request picks the same token
+// wherever it is sampled. Free of CUDA headers.
 //
 // splitmix64's finalizer in two rounds (the seed, then the step folded into the key), 53 random
 // bits scaled to [0, 1): every operation is an exact integer one, and the final scaling is by a
@@ -16,7 +16,7 @@
 #define LOOM_SAMPLE_HD
 #endif
 
-namespace loom::cuda {
+namespace loom {
 
 // splitmix64's finalizer: a bijective 64-bit mix with good avalanche.
 LOOM_SAMPLE_HD inline uint64_t sample_mix64(uint64_t x) {
@@ -28,7 +28,7 @@ LOOM_SAMPLE_HD inline uint64_t sample_mix64(uint64_t x) {
   return x;
 }
 
-// Equal to loom::sample_uniform(seed, step) for every input (tests check it on host and device).
+// u in [0, 1) with 53 random bits (tests check the device against the host).
 LOOM_SAMPLE_HD inline double sample_uniform_hd(uint64_t seed, int32_t step) {
   const uint64_t key = sample_mix64(seed + 0x9E3779B97F4A7C15ULL);
   const uint64_t bits = sample_mix64(
@@ -37,4 +37,4 @@ LOOM_SAMPLE_HD inline double sample_uniform_hd(uint64_t seed, int32_t step) {
   return static_cast<double>(bits >> 11) * 0x1.0p-53;
 }
 
-}  // namespace loom::cuda
+}  // namespace loom
