@@ -118,7 +118,9 @@ __device__ __forceinline__ float load_scale(const uint8_t* p) {
 // the warps' states are merged through shared memory at the end.
 // Quantized rows: the key's K scale multiplies its score once, and its V scale its softmax weight
 // as the weight is handed to the lanes (the softmax sums use the unscaled weight).
-template <int D, KvCacheDtype kDtype>
+// kG: the GQA group capacity the registers and shared arrays are sized for (>= the real group
+// size G); sizing them for the group actually served keeps registers low and occupancy up.
+template <int D, KvCacheDtype kDtype, int kG>
 __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs a) {
   using Load = KvLoad<kDtype>;
   constexpr bool kScaled = kDtype != KvCacheDtype::kBf16;
@@ -130,9 +132,9 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
   const int32_t G = a.num_heads / a.cache.num_kv_heads;
   const int32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
-  __shared__ float q_s[kMaxGroupSize][D];
-  __shared__ float acc_s[kWarps][kMaxGroupSize][D];
-  __shared__ float m_s[kWarps][kMaxGroupSize], l_s[kWarps][kMaxGroupSize];
+  __shared__ float q_s[kG][D];
+  __shared__ float acc_s[kWarps][kG][D];
+  __shared__ float m_s[kWarps][kG], l_s[kWarps][kG];
 
   const float* q_src = a.q + (static_cast<int64_t>(t) * a.num_heads + kv_head * G) * D;
   for (int i = threadIdx.x; i < G * D; i += kThreads) q_s[i / D][i % D] = q_src[i] * a.scale;
@@ -146,9 +148,9 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
   const int32_t bs = a.cache.block_size;
   const uint8_t* cache = static_cast<const uint8_t*>(a.kv_cache);
 
-  float m[kMaxGroupSize], l[kMaxGroupSize], acc[kMaxGroupSize][kPerLane];
+  float m[kG], l[kG], acc[kG][kPerLane];
 #pragma unroll
-  for (int g = 0; g < kMaxGroupSize; ++g) {
+  for (int g = 0; g < kG; ++g) {
     m[g] = -FLT_MAX;
     l[g] = 0.0f;
 #pragma unroll
@@ -158,9 +160,9 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
   for (int32_t tile = k_begin + warp * 32; tile < k_end; tile += kWarps * 32) {
     const int32_t key = tile + lane;
     const bool valid = key < k_end;
-    float s[kMaxGroupSize];
+    float s[kG];
 #pragma unroll
-    for (int g = 0; g < kMaxGroupSize; ++g) s[g] = 0.0f;
+    for (int g = 0; g < kG; ++g) s[g] = 0.0f;
     float v_scale = 1.0f;  // this lane's key's V scale (quantized dtypes)
     if (valid) {
       const int64_t block = table[key / bs];
@@ -173,7 +175,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
         float kf[kPerChunk];
         Load::chunk(raw, kf);
 #pragma unroll
-        for (int g = 0; g < kMaxGroupSize; ++g) {
+        for (int g = 0; g < kG; ++g) {
           if (g < G) {
 #pragma unroll
             for (int j = 0; j < kPerChunk; ++j) s[g] += q_s[g][c * kPerChunk + j] * kf[j];
@@ -185,12 +187,12 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
             load_scale(cache + a.cache.scale_byte_offset(block, a.layer, 0, kv_head, slot));
         v_scale = load_scale(cache + a.cache.scale_byte_offset(block, a.layer, 1, kv_head, slot));
 #pragma unroll
-        for (int g = 0; g < kMaxGroupSize; ++g) s[g] *= k_scale;
+        for (int g = 0; g < kG; ++g) s[g] *= k_scale;
       }
     }
-    float p[kMaxGroupSize];
+    float p[kG];
 #pragma unroll
-    for (int g = 0; g < kMaxGroupSize; ++g) {
+    for (int g = 0; g < kG; ++g) {
       if (g < G) {
         const float tile_max = warp_max(valid ? s[g] : -FLT_MAX);
         const float new_m = fmaxf(m[g], tile_max);
@@ -215,7 +217,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
       float vf[kPerLane];
       Load::template slice<kPerLane>(vrow, vf);
 #pragma unroll
-      for (int g = 0; g < kMaxGroupSize; ++g) {
+      for (int g = 0; g < kG; ++g) {
         if (g < G) {
           const float pj = __shfl_sync(0xffffffffu, p[g], j);
 #pragma unroll
@@ -227,7 +229,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
 
   // Merge the warps: M = max m_w, L = sum l_w e^(m_w - M), O = sum acc_w e^(m_w - M).
 #pragma unroll
-  for (int g = 0; g < kMaxGroupSize; ++g) {
+  for (int g = 0; g < kG; ++g) {
     if (g < G) {
 #pragma unroll
       for (int e = 0; e < kPerLane; ++e) acc_s[warp][g][lane * kPerLane + e] = acc[g][e];
@@ -263,18 +265,33 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
 }
 
 // The kernel for the cache's dtype.
-template <int D>
-void launch_attention_kernel(const dim3& grid, const AttentionArgs& a, cudaStream_t stream) {
+template <int D, int kG>
+void launch_attention_kernel_g(const dim3& grid, const AttentionArgs& a, cudaStream_t stream) {
   switch (a.cache.dtype) {
     case KvCacheDtype::kBf16:
-      paged_attention_kernel<D, KvCacheDtype::kBf16><<<grid, kThreads, 0, stream>>>(a);
+      paged_attention_kernel<D, KvCacheDtype::kBf16, kG><<<grid, kThreads, 0, stream>>>(a);
       break;
     case KvCacheDtype::kFp8:
-      paged_attention_kernel<D, KvCacheDtype::kFp8><<<grid, kThreads, 0, stream>>>(a);
+      paged_attention_kernel<D, KvCacheDtype::kFp8, kG><<<grid, kThreads, 0, stream>>>(a);
       break;
     case KvCacheDtype::kInt8:
-      paged_attention_kernel<D, KvCacheDtype::kInt8><<<grid, kThreads, 0, stream>>>(a);
+      paged_attention_kernel<D, KvCacheDtype::kInt8, kG><<<grid, kThreads, 0, stream>>>(a);
       break;
+  }
+}
+
+// The kernel for the cache's dtype and the smallest group capacity that holds the group.
+template <int D>
+void launch_attention_kernel(const dim3& grid, const AttentionArgs& a, cudaStream_t stream) {
+  const int32_t G = a.num_heads / a.cache.num_kv_heads;
+  if (G <= 1) {
+    launch_attention_kernel_g<D, 1>(grid, a, stream);
+  } else if (G <= 2) {
+    launch_attention_kernel_g<D, 2>(grid, a, stream);
+  } else if (G <= 4) {
+    launch_attention_kernel_g<D, 4>(grid, a, stream);
+  } else {
+    launch_attention_kernel_g<D, kMaxGroupSize>(grid, a, stream);
   }
 }
 
