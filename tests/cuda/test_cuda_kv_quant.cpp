@@ -26,6 +26,7 @@
 #include "backend/cuda/kv_swap.cuh"
 #include "backend/cuda/rope_kv.cuh"
 #include "cuda/cuda_test_util.h"
+#include "cuda/hf_random_models.h"
 #include "e2e/model_fixture.h"
 #include "tokenizer/tokenizer.h"
 
@@ -645,18 +646,12 @@ TEST(CudaKvQuant, BackendCopyBlocksIsExact) {
 // pool's capacity in the same kv_cache_bytes (>= 1.9x the blocks).
 TEST(CudaKvQuant, RandomLlamaLogitsCloseToBf16Cache) {
   LOOM_REQUIRE_GPU();
-  const char* dir = std::getenv("LOOM_HF_RANDOM_DIR");
+  const char* dir = hf_random_dir();
   if (!dir) GTEST_SKIP() << "LOOM_HF_RANDOM_DIR not set (scripts/gpu_test.sh sets it)";
-  int checked = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    const auto golden_path = entry.path() / "golden.json";
-    if (!std::filesystem::exists(golden_path)) continue;
-    SCOPED_TRACE(entry.path().string());
-    std::ifstream in(golden_path);
-    const nlohmann::json g = nlohmann::json::parse(in);
-    auto model = ModelFile::open(entry.path().string());
-    ASSERT_TRUE(model.ok()) << model.error();
-    std::shared_ptr<const ModelFile> mf(std::move(model).value());
+  for (const HfRandomModel& m : open_hf_random_models(dir)) {
+    SCOPED_TRACE(m.dir);
+    const nlohmann::json& g = m.golden;
+    const std::shared_ptr<const ModelFile>& mf = m.file;
     const auto prompt = g["prompt_ids"].get<std::vector<TokenId>>();
     const auto hf_ids = g["greedy_ids"].get<std::vector<TokenId>>();
     constexpr int32_t kDecodes = 8;
@@ -698,16 +693,14 @@ TEST(CudaKvQuant, RandomLlamaLogitsCloseToBf16Cache) {
       std::printf(
           "  %s: %s cache vs bf16: first-step logits cosine %.6f, worst of %d decodes "
           "%.6f; %d blocks vs %d (%.3fx)\n",
-          entry.path().filename().c_str(), name(d), first, kDecodes, worst, blocks_of[i],
-          blocks_of[0], ratio);
+          std::filesystem::path(m.dir).filename().c_str(), name(d), first, kDecodes, worst,
+          blocks_of[i], blocks_of[0], ratio);
       const double bound = d == KvCacheDtype::kFp8 ? 0.98 : 0.99;
       EXPECT_GT(first, bound) << name(d);
       EXPECT_GT(worst, bound) << name(d);
       EXPECT_GE(ratio, 1.9) << name(d);
     }
-    ++checked;
   }
-  EXPECT_GT(checked, 0) << "no golden.json under " << dir;
 }
 
 // ---- Accuracy on a real model (LOOM_GPU_ACCURACY_MODEL). ----
