@@ -23,6 +23,7 @@
 #include "backend/cuda/attention_prefill.cuh"
 #include "backend/cuda/rope_kv.cuh"
 #include "cuda/cuda_test_util.h"
+#include "cuda/kv_cache_reference.h"
 
 namespace loom::testing {
 namespace {
@@ -108,46 +109,6 @@ TEST(PrefillTilePlan, TilesPartitionEachLongSequence) {
 }
 
 // ---- Kernels against float64. ----
-
-float half_bits_to_float(uint16_t h) {
-  const int exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-  if (exp == 31) return man ? NAN : ((h >> 15) ? -INFINITY : INFINITY);
-  const float v = exp == 0 ? std::ldexp(static_cast<float>(man), -24)
-                           : std::ldexp(static_cast<float>(man + 1024), exp - 25);
-  return (h >> 15) ? -v : v;
-}
-
-// e4m3 (OCP FP8): bias 7, no infinities, S.1111.111 is NaN.
-float e4m3_to_float(uint8_t b) {
-  const int exp = (b >> 3) & 0xf, man = b & 7;
-  if (exp == 15 && man == 7) return NAN;
-  const float v = exp == 0 ? std::ldexp(static_cast<float>(man), -9)
-                           : std::ldexp(static_cast<float>(man + 8), exp - 10);
-  return (b >> 7) ? -v : v;
-}
-
-// One row of a downloaded cache, dequantized.
-std::vector<float> read_row(const std::vector<uint8_t>& cache, const KvCacheShape& shape,
-                            int64_t block, int32_t layer, int32_t kv, int32_t head, int32_t slot) {
-  std::vector<float> out(shape.head_dim);
-  const uint8_t* v = cache.data() + shape.value_byte_offset(block, layer, kv, head, slot);
-  if (shape.dtype == KvCacheDtype::kBf16) {
-    for (int d = 0; d < shape.head_dim; ++d) {
-      uint16_t b;
-      std::memcpy(&b, v + 2 * d, 2);
-      out[d] = from_bf16(b);
-    }
-    return out;
-  }
-  uint16_t sb;
-  std::memcpy(&sb, cache.data() + shape.scale_byte_offset(block, layer, kv, head, slot), 2);
-  const float scale = half_bits_to_float(sb);
-  for (int d = 0; d < shape.head_dim; ++d)
-    out[d] = (shape.dtype == KvCacheDtype::kFp8 ? e4m3_to_float(v[d])
-                                                : static_cast<float>(static_cast<int8_t>(v[d]))) *
-             scale;
-  return out;
-}
 
 struct Seq {
   int32_t first_pos, num_new;
@@ -237,37 +198,9 @@ void check_prefill(int32_t D, int32_t NH, int32_t KVH, KvCacheDtype dtype) {
   ASSERT_EQ(skip[200 + 70], 0);
 
   // float64 reference over the cache's own (dequantized) rows.
-  const std::vector<uint8_t> bytes = cache.download();
-  const int32_t G = NH / KVH;
-  std::vector<double> ref(T * row_elems, 0.0);
-  for (int32_t s = 0; s < S; ++s) {
-    const int32_t n_ctx = seqs[s].first_pos + seqs[s].num_new;
-    for (int32_t kvh = 0; kvh < KVH; ++kvh) {
-      std::vector<std::vector<float>> K(n_ctx), V(n_ctx);
-      for (int32_t k = 0; k < n_ctx; ++k) {
-        const int64_t blk = tables[s * max_blocks + k / bs];
-        K[k] = read_row(bytes, shape, blk, layer, 0, kvh, k % bs);
-        V[k] = read_row(bytes, shape, blk, layer, 1, kvh, k % bs);
-      }
-      for (int32_t t = query_start[s]; t < query_start[s + 1]; ++t) {
-        const int32_t n = positions[t] + 1;
-        for (int32_t h = kvh * G; h < (kvh + 1) * G; ++h) {
-          std::vector<double> sc(n);
-          double mx = -1e300;
-          for (int32_t k = 0; k < n; ++k) {
-            double dot = 0;
-            for (int d = 0; d < D; ++d) dot += double(q[(t * NH + h) * D + d]) * K[k][d];
-            sc[k] = dot * scale;
-            mx = std::max(mx, sc[k]);
-          }
-          double sum = 0;
-          for (double& v : sc) sum += (v = std::exp(v - mx));
-          for (int32_t k = 0; k < n; ++k)
-            for (int d = 0; d < D; ++d) ref[(t * NH + h) * D + d] += sc[k] / sum * V[k][d];
-        }
-      }
-    }
-  }
+  const std::vector<double> ref =
+      reference_paged_attention(cache.download(), layout_of(shape), layer, q, NH, scale,
+                                seq_of_token, positions, tables, max_blocks);
 
   DeviceVec<float> dq(q);
   DeviceVec<int32_t> dtables(tables), dpos(positions), dseq(seq_of_token);

@@ -27,6 +27,7 @@
 #include "backend/cuda/rope_kv.cuh"
 #include "cuda/cuda_test_util.h"
 #include "cuda/hf_random_models.h"
+#include "cuda/kv_cache_reference.h"
 #include "e2e/model_fixture.h"
 #include "tokenizer/tokenizer.h"
 
@@ -41,82 +42,6 @@ constexpr KvCacheDtype kAllDtypes[] = {KvCacheDtype::kBf16, KvCacheDtype::kFp8,
 
 const char* name(KvCacheDtype d) {
   return cuda::kv_cache_dtype_name(d);
-}
-
-// ---- Scalar decoders and the layout, written from the format's definition. ----
-
-float half_bits_to_float(uint16_t h) {
-  const int exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-  float v;
-  if (exp == 31) return man ? NAN : ((h >> 15) ? -INFINITY : INFINITY);
-  if (exp == 0)
-    v = std::ldexp(static_cast<float>(man), -24);  // subnormal: man * 2^-24
-  else
-    v = std::ldexp(static_cast<float>(man + 1024), exp - 25);  // (1 + man/1024) 2^(exp-15)
-  return (h >> 15) ? -v : v;
-}
-
-// e4m3 (OCP FP8, as __nv_fp8_e4m3): bias 7, no infinities, S.1111.111 is NaN, max 448.
-float e4m3_to_float(uint8_t b) {
-  const int exp = (b >> 3) & 0xf, man = b & 7;
-  if (exp == 15 && man == 7) return NAN;
-  const float v = exp == 0
-                      ? std::ldexp(static_cast<float>(man), -9)             // man/8 * 2^-6
-                      : std::ldexp(static_cast<float>(man + 8), exp - 10);  // (1+man/8) 2^(e-7)
-  return (b >> 7) ? -v : v;
-}
-
-// Byte positions of the documented block layout: all values of a block, then one f16 scale per
-// row (quantized dtypes), the block padded to 16 bytes.
-struct Layout {
-  int32_t L, KVH, D, bs;
-  KvCacheDtype dtype;
-  int64_t vb() const { return dtype == KvCacheDtype::kBf16 ? 2 : 1; }
-  int64_t rows() const { return int64_t{L} * 2 * KVH * bs; }
-  int64_t block_bytes() const {
-    if (dtype == KvCacheDtype::kBf16) return rows() * D * 2;
-    return (rows() * (D + 2) + 15) / 16 * 16;
-  }
-  int64_t row(int32_t layer, int32_t kv, int32_t head, int32_t slot) const {
-    return ((int64_t{layer} * 2 + kv) * KVH + head) * bs + slot;
-  }
-  int64_t value_at(int64_t block, int32_t layer, int32_t kv, int32_t head, int32_t slot) const {
-    return block * block_bytes() + row(layer, kv, head, slot) * D * vb();
-  }
-  int64_t scale_at(int64_t block, int32_t layer, int32_t kv, int32_t head, int32_t slot) const {
-    return block * block_bytes() + rows() * D + row(layer, kv, head, slot) * 2;
-  }
-};
-
-Layout layout_of(const KvCacheShape& s) {
-  return Layout{s.num_layers, s.num_kv_heads, s.head_dim, s.block_size, s.dtype};
-}
-
-// One row of a downloaded cache as floats (dequantized), and its scale (1 for bf16).
-std::vector<float> read_row(const std::vector<uint8_t>& cache, const Layout& lay, int64_t block,
-                            int32_t layer, int32_t kv, int32_t head, int32_t slot,
-                            float* scale_out = nullptr) {
-  std::vector<float> out(lay.D);
-  const uint8_t* v = cache.data() + lay.value_at(block, layer, kv, head, slot);
-  if (lay.dtype == KvCacheDtype::kBf16) {
-    for (int d = 0; d < lay.D; ++d) {
-      uint16_t b;
-      std::memcpy(&b, v + 2 * d, 2);
-      out[d] = from_bf16(b);
-    }
-    if (scale_out) *scale_out = 1.0f;
-    return out;
-  }
-  uint16_t sb;
-  std::memcpy(&sb, cache.data() + lay.scale_at(block, layer, kv, head, slot), 2);
-  const float scale = half_bits_to_float(sb);
-  for (int d = 0; d < lay.D; ++d) {
-    const float q = lay.dtype == KvCacheDtype::kFp8 ? e4m3_to_float(v[d])
-                                                    : static_cast<float>(static_cast<int8_t>(v[d]));
-    out[d] = q * scale;
-  }
-  if (scale_out) *scale_out = scale;
-  return out;
 }
 
 // ---- Layout and names. ----
@@ -136,7 +61,7 @@ TEST(CudaKvQuant, LayoutAndNames) {
   // The offsets the kernels use are the documented ones.
   for (KvCacheDtype d : kAllDtypes) {
     const KvCacheShape s{3, 2, 128, 5, d};
-    const Layout lay = layout_of(s);
+    const KvLayout lay = layout_of(s);
     for (int64_t b : {0, 7})
       for (int32_t l = 0; l < 3; ++l)
         for (int32_t kv = 0; kv < 2; ++kv)
@@ -215,7 +140,7 @@ void check_rope_kv_quant(KvCacheDtype dtype, RopeStyle style, int32_t D, bool wi
   std::vector<float> inv_freq(D / 2);
   for (int i = 0; i < D / 2; ++i) inv_freq[i] = static_cast<float>(std::pow(10000.0, -2.0 * i / D));
   const KvCacheShape shape{L, KVH, D, bs, dtype};
-  const Layout lay = layout_of(shape);
+  const KvLayout lay = layout_of(shape);
   DeviceVec<float> dqkv(qkv), dbias(bias), dfreq(inv_freq), q(T * NH * D);
   DeviceVec<int32_t> dpos(pos);
   DeviceVec<int64_t> dslots(slots);
@@ -384,7 +309,7 @@ void check_attention_quant(int32_t D, int32_t NH, int32_t KVH, bool one_split) {
   for (KvCacheDtype dtype : kAllDtypes) {
     SCOPED_TRACE(name(dtype));
     const KvCacheShape shape{L, KVH, D, bs, dtype};
-    const Layout lay = layout_of(shape);
+    const KvLayout lay = layout_of(shape);
     DeviceVec<uint8_t> cache(num_blocks * lay.block_bytes());
     cache.poison();  // NaN values (fp8, bf16) and NaN scales (f16 0xFFFF) where not written
     cuda::RopeKvArgs w;
@@ -426,34 +351,8 @@ void check_attention_quant(int32_t D, int32_t NH, int32_t KVH, bool one_split) {
     outs.push_back(from_bf16(out.download()));
 
     // float64 reference over the cache's own (dequantized) rows.
-    const std::vector<uint8_t> bytes = cache.download();
-    const int32_t G = NH / KVH;
-    std::vector<double> ref(T * NH * D, 0.0);
-    for (int32_t t = 0; t < T; ++t) {
-      const int32_t s = seq_of_token[t], n = positions[t] + 1;
-      for (int32_t kvh = 0; kvh < KVH; ++kvh) {
-        std::vector<std::vector<float>> K(n), V(n);
-        for (int32_t k = 0; k < n; ++k) {
-          const int64_t blk = tables[s * max_blocks + k / bs];
-          K[k] = read_row(bytes, lay, blk, layer, 0, kvh, k % bs);
-          V[k] = read_row(bytes, lay, blk, layer, 1, kvh, k % bs);
-        }
-        for (int32_t h = kvh * G; h < (kvh + 1) * G; ++h) {
-          std::vector<double> sc(n);
-          double mx = -1e300;
-          for (int32_t k = 0; k < n; ++k) {
-            double dot = 0;
-            for (int d = 0; d < D; ++d) dot += double(q[(t * NH + h) * D + d]) * K[k][d];
-            sc[k] = dot * scale;
-            mx = std::max(mx, sc[k]);
-          }
-          double sum = 0;
-          for (double& v : sc) sum += (v = std::exp(v - mx));
-          for (int32_t k = 0; k < n; ++k)
-            for (int d = 0; d < D; ++d) ref[(t * NH + h) * D + d] += sc[k] / sum * V[k][d];
-        }
-      }
-    }
+    const std::vector<double> ref = reference_paged_attention(
+        cache.download(), lay, layer, q, NH, scale, seq_of_token, positions, tables, max_blocks);
     const double err = rel_error(outs.back(), ref);
     std::printf(
         "  attention D=%d heads %d/%d %s, %s cache: rel. error vs float64 over its values "
