@@ -5,7 +5,9 @@
 //
 //   build*/bench/bench_cuda [llama-3.2-1b|llama-3.1-8b|config.json] [out.json] [options]
 // Options: --eager (no CUDA graphs for decode steps), --no-prefill-kernel (the per-token attention
-// kernel for prefill too), --kv-cache-dtype bf16|fp8|int8,
+// kernel for prefill too), --no-fuse (steps of <= 8 tokens run the unfused layer), --no-pdl (no
+// programmatic dependent launch), --gemv cuda|tensor|auto (the small-batch product kernel),
+// --kv-cache-dtype bf16|fp8|int8,
 // --vocab N (another vocabulary size, e.g. 49152 to match a peer's model file), --only-batch N
 // (the decode sweep at batch N only, for a profiler).
 #include <cstdio>
@@ -26,6 +28,9 @@ int main() {
 
 #include "backend/cuda/cuda_backend.cuh"
 #include "backend/cuda/dummy_config.h"
+#include "backend/cuda/gemm.cuh"
+#include "backend/cuda/gemv.cuh"
+#include "cuda_bench_util.h"
 
 namespace {
 
@@ -76,32 +81,6 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Device-to-device copy of 2 GiB: bytes read + written per second.
-double measure_copy_bandwidth() {
-  const size_t bytes = size_t{2} << 30;
-  void *a = nullptr, *b = nullptr;
-  LOOM_CUDA_CHECK(cudaMalloc(&a, bytes));
-  LOOM_CUDA_CHECK(cudaMalloc(&b, bytes));
-  LOOM_CUDA_CHECK(cudaMemset(a, 1, bytes));
-  cudaEvent_t e0, e1;
-  LOOM_CUDA_CHECK(cudaEventCreate(&e0));
-  LOOM_CUDA_CHECK(cudaEventCreate(&e1));
-  std::vector<float> ms;
-  for (int i = 0; i < 6; ++i) {
-    LOOM_CUDA_CHECK(cudaEventRecord(e0));
-    LOOM_CUDA_CHECK(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
-    LOOM_CUDA_CHECK(cudaEventRecord(e1));
-    LOOM_CUDA_CHECK(cudaEventSynchronize(e1));
-    float t = 0;
-    LOOM_CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
-    if (i > 0) ms.push_back(t);
-  }
-  std::sort(ms.begin(), ms.end());
-  cudaFree(a);
-  cudaFree(b);
-  return 2.0 * bytes / (ms[ms.size() / 2] * 1e-3);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -119,7 +98,7 @@ int main(int argc, char** argv) {
   }
   cudaDeviceProp prop{};
   LOOM_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  const double copy_bw = measure_copy_bandwidth();
+  const double copy_bw = loom::bench::measure_copy_bandwidth();
 
   loom::CudaBackendOptions o;
   int32_t only_batch = 0;  // > 0: the decode sweep at this batch only, nothing else (profiling)
@@ -131,6 +110,16 @@ int main(int argc, char** argv) {
       only_batch = std::atoi(argv[++i]);
     } else if (a == "--no-prefill-kernel") {
       o.prefill_attention = false;
+    } else if (a == "--no-fuse") {
+      o.fused_small_batch = false;
+    } else if (a == "--no-pdl") {
+      o.pdl = false;
+    } else if (a == "--gemv" && i + 1 < argc) {  // cuda | tensor | auto
+      const std::string k = argv[++i];
+      loom::cuda::set_gemv_kernel(k == "cuda"     ? loom::cuda::GemvKernel::kCudaCores
+                                  : k == "tensor" ? loom::cuda::GemvKernel::kTensorCores
+                                                  : loom::cuda::GemvKernel::kAuto);
+
     } else if (a == "--vocab" && i + 1 < argc) {
       c.vocab_size = std::atoi(argv[++i]);
     } else if (a == "--kv-cache-dtype" && i + 1 < argc) {
@@ -170,6 +159,9 @@ int main(int argc, char** argv) {
                            {"decode_floor_ms", floor_ms},
                            {"cuda_graphs", o.cuda_graphs},
                            {"prefill_attention_kernel", o.prefill_attention},
+                           {"fused_small_batch", o.fused_small_batch},
+                           {"pdl", o.pdl},
+                           {"gemv_kernel", static_cast<int>(loom::cuda::gemv_kernel_choice())},
                            {"vocab_size", c.vocab_size},
                            {"kv_cache_dtype", loom::cuda::kv_cache_dtype_name(o.kv_cache_dtype)}};
   std::printf("GPU %s, %d SMs; model %s: %.3f G matmul params, %.2f GB bf16 weights\n", prop.name,

@@ -6,8 +6,9 @@
 #   tools/gpu_peers.sh                     # Llama-3.2-1B shape (expected ~4 min on an H200, 16 cores)
 #   LOOM_BENCH_8B=1 tools/gpu_peers.sh     # and the Llama-3.1-8B shape (expected ~6 min)
 # Steps, each timed, each one's failure reported and the next one run all the same:
-#   1. unpack .peers/llama.cpp-src.tar.gz to /tmp and build llama-bench and llama-batched-bench
-#      with CUDA for sm_90a on every core (skipped when LLAMA_BIN names prebuilt binaries);
+#   1. unpack .peers/llama.cpp-src.tar.gz to /tmp and build llama-bench, llama-batched-bench and
+#      llama-server (for tools/gpu_server_workloads.sh; no web UI) with CUDA for sm_90a on every
+#      core, in one build (skipped when LLAMA_BIN names prebuilt binaries);
 #   2. meanwhile, in the background, write the random F16 GGUF of each shape into /tmp
 #      (tools/make_random_gguf.py; kept and reused when it is already there);
 #   3. per shape: llama-bench (prefill pp512 and pp2048, single-stream decode tg128; -ngl 99,
@@ -20,6 +21,7 @@
 #
 # Environment (defaults in brackets):
 #   LLAMA_BIN        folder holding llama-bench and llama-batched-bench: no build []
+#                    (without it, llama-server is built too, into $PEERS_WORK/build/bin)
 #   PEERS_TARBALL    [.peers/llama.cpp-src.tar.gz]  PEERS_WORK: build and model folder [/tmp/loom-peers]
 #   SHAPES           [llama-3.2-1b, plus llama-3.1-8b when LOOM_BENCH_8B=1]; also "tiny"
 #   DTYPE [f16]  LAYERS: override each shape's layer count []  VOCAB_FROM: a GGUF with the
@@ -30,8 +32,8 @@
 #                need, at least 65536]  BB_KV_UNIFIED [0]  BB_WARMUP [1]: one extra first run at the
 #                first BB_NPL, dropped from the summary
 #   STEP_TIMEOUT [240] seconds for each benchmark run; BUILD_TIMEOUT [480]
-#   REBUILD [0]: 1 builds again when PEERS_WORK already holds both binaries; REGEN [0]: 1 writes
-#                the model files again when they are already there
+#   REBUILD [0]: 1 builds again when PEERS_WORK already holds the three binaries; REGEN [0]: 1
+#                writes the model files again when they are already there
 #   PYTHON [python3, with numpy and pyyaml]
 # A CPU-only check of everything but the CUDA build (seconds):
 #   LLAMA_BIN=~/.cache/loom-peers/llama.cpp/build/bin SHAPES=tiny THREADS=2 LB_PROMPTS=16 \
@@ -143,19 +145,21 @@ if [ -z "$LLAMA_BIN" ] && [ -d "$src" ]; then
   build=$WORK/build
   gen=()
   command -v ninja >/dev/null && gen=(-G Ninja)
+  # The server without its web UI (neither built with npm nor downloaded: no network there) and
+  # without TLS (plain HTTP on the loopback).
   configure() {
     rm -rf "$build" && cmake -S "$src" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
       -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DLLAMA_CURL=OFF -DGGML_NATIVE=ON \
-      -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
-      -DLLAMA_BUILD_APP=OFF
+      -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
+      -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF
   }
   if [ -x "$build/bin/llama-bench" ] && [ -x "$build/bin/llama-batched-bench" ] &&
-    [ "${REBUILD:-0}" != 1 ]; then
+    [ -x "$build/bin/llama-server" ] && [ "${REBUILD:-0}" != 1 ]; then
     echo "-- build: reusing $build/bin (REBUILD=1 rebuilds)"
   else
     step configure configure &&
       step build timeout "$BUILD_TIMEOUT" cmake --build "$build" -j"$jobs" \
-        --target llama-bench llama-batched-bench
+        --target llama-bench llama-batched-bench llama-server
   fi
   LLAMA_BIN=$build/bin
 fi

@@ -5,6 +5,8 @@
 #include <cfloat>
 
 #include "backend/cuda/attention.cuh"
+#include "backend/cuda/attention_decode_mma.cuh"
+#include "backend/cuda/pdl_launch.cuh"
 
 namespace loom::cuda {
 namespace {
@@ -127,6 +129,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
   constexpr int kValueBytes = kScaled ? 1 : 2;
   constexpr int kPerChunk = Load::kPerChunk;
   constexpr int kPerLane = D / 32;
+  pdl_wait();  // q, the tables and the cache rows come from earlier kernels
   const int32_t t = blockIdx.y, kv_head = blockIdx.z, split = blockIdx.x;
   if (a.skip_token && a.skip_token[t]) return;  // the whole CTA: before any barrier
   const int32_t G = a.num_heads / a.cache.num_kv_heads;
@@ -269,13 +272,13 @@ template <int D, int kG>
 void launch_attention_kernel_g(const dim3& grid, const AttentionArgs& a, cudaStream_t stream) {
   switch (a.cache.dtype) {
     case KvCacheDtype::kBf16:
-      paged_attention_kernel<D, KvCacheDtype::kBf16, kG><<<grid, kThreads, 0, stream>>>(a);
+      launch_pdl(paged_attention_kernel<D, KvCacheDtype::kBf16, kG>, grid, kThreads, 0, stream, a);
       break;
     case KvCacheDtype::kFp8:
-      paged_attention_kernel<D, KvCacheDtype::kFp8, kG><<<grid, kThreads, 0, stream>>>(a);
+      launch_pdl(paged_attention_kernel<D, KvCacheDtype::kFp8, kG>, grid, kThreads, 0, stream, a);
       break;
     case KvCacheDtype::kInt8:
-      paged_attention_kernel<D, KvCacheDtype::kInt8, kG><<<grid, kThreads, 0, stream>>>(a);
+      launch_pdl(paged_attention_kernel<D, KvCacheDtype::kInt8, kG>, grid, kThreads, 0, stream, a);
       break;
   }
 }
@@ -298,6 +301,7 @@ void launch_attention_kernel(const dim3& grid, const AttentionArgs& a, cudaStrea
 // One block per (token, head), head_dim threads: out = sum_s w_s o_s / sum_s w_s with
 // w_s = L_s e^(M_s - max M). Splits past the token's keys have L = 0 and weigh nothing.
 __global__ void merge_splits_kernel(AttentionArgs a, int32_t D) {
+  pdl_wait();                      // the partials come from the kernel before
   const int64_t row = blockIdx.x;  // t * num_heads + head
   if (a.skip_token && a.skip_token[row / a.num_heads]) return;
   const int32_t d = threadIdx.x;
@@ -340,26 +344,32 @@ int64_t attention_workspace_floats(int32_t num_splits, int32_t num_tokens, int32
 
 void launch_paged_attention(const AttentionArgs& a, cudaStream_t stream) {
   LOOM_CHECK(a.num_heads % a.cache.num_kv_heads == 0);
-  LOOM_CHECK(a.num_heads / a.cache.num_kv_heads <= kMaxGroupSize, "GQA group %d > %d",
+  const bool mma =
+      a.decode_kernel == DecodeKernel::kAuto && decode_mma_supported(a.cache, a.num_heads);
+  LOOM_CHECK(mma || a.num_heads / a.cache.num_kv_heads <= kMaxGroupSize, "GQA group %d > %d",
              a.num_heads / a.cache.num_kv_heads, kMaxGroupSize);
   LOOM_CHECK(a.keys_per_split % 32 == 0 && a.keys_per_split > 0 && a.num_splits >= 1);
   LOOM_CHECK(a.num_splits == 1 || (a.partial_out && a.partial_max_sum));
   if (a.num_tokens == 0) return;
   const dim3 grid(a.num_splits, a.num_tokens, a.cache.num_kv_heads);
-  switch (a.cache.head_dim) {
-    case 64:
-      launch_attention_kernel<64>(grid, a, stream);
-      break;
-    case 128:
-      launch_attention_kernel<128>(grid, a, stream);
-      break;
-    default:
-      LOOM_CHECK(false, "head_dim %d not supported by the CUDA attention", a.cache.head_dim);
+  if (mma) {
+    launch_decode_attention_mma(a, stream);
+  } else {
+    switch (a.cache.head_dim) {
+      case 64:
+        launch_attention_kernel<64>(grid, a, stream);
+        break;
+      case 128:
+        launch_attention_kernel<128>(grid, a, stream);
+        break;
+      default:
+        LOOM_CHECK(false, "head_dim %d not supported by the CUDA attention", a.cache.head_dim);
+    }
   }
   LOOM_CUDA_CHECK_LAUNCH();
   if (a.num_splits > 1) {
-    merge_splits_kernel<<<a.num_tokens * a.num_heads, a.cache.head_dim, 0, stream>>>(
-        a, a.cache.head_dim);
+    launch_pdl(merge_splits_kernel, a.num_tokens * a.num_heads, a.cache.head_dim, 0, stream, a,
+               a.cache.head_dim);
     LOOM_CUDA_CHECK_LAUNCH();
   }
 }

@@ -11,6 +11,9 @@
 // cache.dtype): the kernel dequantizes as it loads K and V rows, with no separate pass. A row's
 // scale is applied once per key (to its score, and to its softmax weight before the V sum), not
 // per value.
+//
+// The bf16 cache at head_dim 64 / 128 goes to the tensor-core kernel of attention_decode_mma.cuh
+// instead (same grid, splits, outputs and merge); the CUDA-core kernel here takes the rest.
 #pragma once
 
 #include "backend/cuda/cuda_common.cuh"
@@ -18,7 +21,12 @@
 
 namespace loom::cuda {
 
-constexpr int32_t kMaxGroupSize = 8;  // query heads per KV head
+constexpr int32_t kMaxGroupSize = 8;  // query heads per KV head (CUDA-core kernel)
+
+// The kernel launch_paged_attention() runs: kAuto takes the tensor-core kernel
+// (attention_decode_mma.cuh: bf16 cache, head_dim 64 / 128, groups up to 16 heads) where it
+// applies and the CUDA-core kernel otherwise; kCudaCores forces the latter (tests compare them).
+enum class DecodeKernel : int32_t { kAuto = 0, kCudaCores = 1 };
 
 struct AttentionArgs {
   const float* q = nullptr;               // [T][num_heads][head_dim], RoPE applied
@@ -40,6 +48,7 @@ struct AttentionArgs {
   // [T] or null: tokens flagged 1 are left alone (neither out nor the workspace is written);
   // attention_prefill.cuh's kernel computes them.
   const uint8_t* skip_token = nullptr;
+  DecodeKernel decode_kernel = DecodeKernel::kAuto;
 };
 
 // Picks the split of the context: enough CTAs to fill `num_sms` twice, pieces of >= 128 keys.
@@ -50,7 +59,8 @@ void choose_attention_splits(int32_t num_tokens, int32_t num_kv_heads, int32_t m
 int64_t attention_workspace_floats(int32_t num_splits, int32_t num_tokens, int32_t num_heads,
                                    int32_t head_dim);
 
-// head_dim 64 or 128; num_heads / num_kv_heads <= kMaxGroupSize (checked).
+// head_dim 64 or 128; num_heads / num_kv_heads <= kMaxGroupSize, or <= kMaxMmaGroupSize where the
+// tensor-core kernel runs (checked).
 void launch_paged_attention(const AttentionArgs& args, cudaStream_t stream);
 
 }  // namespace loom::cuda

@@ -6,7 +6,9 @@
 #include "backend/cpu/kernels/quant.h"
 #include "backend/cuda/attention_prefill.cuh"
 #include "backend/cuda/cuda_backend.cuh"
+#include "backend/cuda/gemv.cuh"
 #include "backend/cuda/graph_cache.cuh"
+#include "backend/cuda/pdl_launch.cuh"
 #include "backend/cuda/random_fill.cuh"
 #include "backend/cuda/rmsnorm.cuh"
 #include "backend/cuda/rope_kv.cuh"
@@ -114,6 +116,10 @@ Status CudaBackend::init(std::shared_ptr<const ModelFile> weights) {
   LOOM_CUDA_CHECK(cudaSetDevice(options_.device));
   LOOM_CUDA_CHECK(
       cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, options_.device));
+  int cc_major = 0;
+  LOOM_CUDA_CHECK(
+      cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, options_.device));
+  set_pdl_enabled(options_.pdl && cc_major >= 9);
   LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   gemm_ = std::make_unique<Gemm>();
 
@@ -438,6 +444,56 @@ void CudaBackend::launch_layers(const StepInputs& in) {
   rope.cache = cache_shape_;
   rope.q_out = q_.ptr;
   rope.kv_cache = kv_cache_;
+
+  // A handful of tokens (decode at small batch): the fused layer, whose products also apply the
+  // norms, the SwiGLU and the residual adds.
+  if (options_.fused_small_batch && gemv_supports(T, H, GemvIn::kRmsNorm)) {
+    GemvArgs qkv, o, gate_up, down;
+    qkv.rows = o.rows = gate_up.rows = down.rows = T;
+    qkv.input = gate_up.input = GemvIn::kRmsNorm;
+    qkv.x_f32 = gate_up.x_f32 = x_.ptr;
+    qkv.eps = gate_up.eps = c.rms_norm_eps;
+    qkv.in = gate_up.in = o.out = down.out = H;
+    // bf16 cache: the QKV product also rotates and writes K/V (a quantized row needs its whole
+    // row's absmax first, so those caches keep the separate RoPE + KV-write kernel).
+    const bool fuse_rope = cache_shape_.dtype == KvCacheDtype::kBf16;
+    qkv.out = fuse_rope ? (QD + 2 * KVD) / 2 : QD + 2 * KVD;
+    qkv.output = fuse_rope ? GemvOut::kRopeKv : GemvOut::kStoreF32;
+    qkv.y = qkv_.ptr;
+    qkv.rope = rope;
+    o.in = QD;
+    o.x = attn_out_.ptr;
+    o.output = down.output = GemvOut::kAddF32;  // the residual stream x += W a
+    o.y = down.y = x_.ptr;
+    gate_up.out = down.in = F;
+    gate_up.output = GemvOut::kSwiGlu;
+    gate_up.y = act_.ptr;
+    down.x = act_.ptr;
+    for (int32_t l = 0; l < c.num_layers; ++l) {
+      const LayerWeights& w = layers_[l];
+      qkv.w = w.w_qkv;
+      qkv.norm_w = w.attn_norm;
+      qkv.rope.bias = rope.bias = w.qkv_bias;
+      qkv.rope.layer = rope.layer = l;
+      launch_gemv(qkv, stream_);
+      if (!fuse_rope) launch_rope_kv_write(rope, stream_);
+      attn.layer = l;
+      if (in.num_tiles > 0) launch_paged_prefill_attention(attn, in.tiles, in.num_tiles, stream_);
+      launch_paged_attention(attn, stream_);
+      o.w = w.w_o;
+      launch_gemv(o, stream_);
+      gate_up.w = w.w_gate_up;
+      gate_up.norm_w = w.ffn_norm;
+      launch_gemv(gate_up, stream_);
+      down.w = w.w_down;
+      launch_gemv(down, stream_);
+    }
+    if (R == 0) return;
+    launch_add_rmsnorm(x_.ptr, nullptr, in.rows, output_norm_, R, H, c.rms_norm_eps, rows_h_.ptr,
+                       stream_);
+    gemm_->run(rows_h_.ptr, R, H, lm_head_, c.vocab_size, logits_.ptr, true, stream_);
+    return;
+  }
 
   for (int32_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& w = layers_[l];

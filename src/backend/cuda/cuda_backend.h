@@ -28,6 +28,11 @@ struct CudaBackendOptions {
   uint64_t dummy_seed = 1234;     // --load-format dummy
   bool cuda_graphs = true;        // replay decode steps from CUDA graphs (false: --enforce-eager)
   bool prefill_attention = true;  // tensor-core kernel for prefill chunks (attention_prefill.cuh)
+  // Steps of at most 8 tokens: RMSNorm, SwiGLU and the residual adds fused into the matrix-vector
+  // products (gemv.cuh): 6 kernels a layer instead of 10.
+  bool fused_small_batch = true;
+  // Programmatic dependent launch between the step's kernels (pdl_launch.cuh); Hopper and later.
+  bool pdl = true;
 };
 
 // Whether the build has CUDA and a usable GPU is present.

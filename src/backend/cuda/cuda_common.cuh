@@ -28,4 +28,22 @@ inline int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
 }
 
+// Programmatic dependent launch (Hopper; no-ops on older GPUs). A kernel launched with
+// launch_pdl() (pdl_launch.cuh) may start while the previous kernel on its stream is still
+// running; it must call pdl_wait() before it reads anything an earlier kernel wrote or writes
+// anything an earlier kernel reads, and before any early return (a grid that finished without
+// waiting would let the next kernel overtake the one before it). Work that touches only constant
+// data (weights) may come before the wait: that is the point. pdl_launch_dependents() lets the
+// next kernel start launching early; without it, that happens when this grid ends.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
 }  // namespace loom::cuda

@@ -30,6 +30,12 @@ void Gemm::run(const bf16* x, int32_t num_tokens, int32_t in, const bf16* w, int
     launch_gemv(x, num_tokens, in, w, out, y, y_f32, stream);
     return;
   }
+  run_cublas(x, num_tokens, in, w, out, y, y_f32, stream);
+}
+
+void Gemm::run_cublas(const bf16* x, int32_t num_tokens, int32_t in, const bf16* w, int32_t out,
+                      void* y, bool y_f32, cudaStream_t stream) {
+  if (num_tokens == 0) return;
   LOOM_CUBLAS_CHECK(cublasSetStream(handle_, stream));
   const float alpha = 1.0f, beta = 0.0f;
   // Column-major view: Y^T [out x T] = W^T' ... i.e. op(A) = W^T with A = W stored [in x out]

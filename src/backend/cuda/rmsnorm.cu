@@ -1,3 +1,4 @@
+#include "backend/cuda/pdl_launch.cuh"
 #include "backend/cuda/rmsnorm.cuh"
 
 namespace loom::cuda {
@@ -23,6 +24,8 @@ __global__ void add_rmsnorm_kernel(float* __restrict__ x, const float* __restric
                                    const int32_t* __restrict__ rows,
                                    const float* __restrict__ weight, int32_t dim, float eps,
                                    bf16* __restrict__ out) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int32_t r = blockIdx.x;
   const int64_t src = rows ? rows[r] : r;
   float4* xr = reinterpret_cast<float4*>(x + src * dim);
@@ -51,6 +54,8 @@ __global__ void add_rmsnorm_kernel(float* __restrict__ x, const float* __restric
 
 __global__ void embed_kernel(const bf16* __restrict__ table, const int32_t* __restrict__ tokens,
                              int32_t dim, float* __restrict__ x) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t t = blockIdx.x;
   const bf16* row = table + static_cast<int64_t>(tokens[t]) * dim;
   for (int32_t i = threadIdx.x; i < dim; i += blockDim.x) x[t * dim + i] = __bfloat162float(row[i]);
@@ -62,14 +67,15 @@ void launch_add_rmsnorm(float* x, const float* delta, const int32_t* rows, const
                         int32_t num_rows, int32_t dim, float eps, bf16* out, cudaStream_t stream) {
   LOOM_CHECK(dim % 4 == 0, "rmsnorm dim %d must be a multiple of 4", dim);
   if (num_rows == 0) return;
-  add_rmsnorm_kernel<<<num_rows, kThreads, 0, stream>>>(x, delta, rows, weight, dim, eps, out);
+  launch_pdl(add_rmsnorm_kernel, num_rows, kThreads, 0, stream, x, delta, rows, weight, dim, eps,
+             out);
   LOOM_CUDA_CHECK_LAUNCH();
 }
 
 void launch_embed(const bf16* table, const int32_t* tokens, int32_t num_tokens, int32_t dim,
                   float* x, cudaStream_t stream) {
   if (num_tokens == 0) return;
-  embed_kernel<<<num_tokens, 256, 0, stream>>>(table, tokens, dim, x);
+  launch_pdl(embed_kernel, num_tokens, 256, 0, stream, table, tokens, dim, x);
   LOOM_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,6 +1,7 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include "backend/cuda/pdl_launch.cuh"
 #include "backend/cuda/rope_kv.cuh"
 
 namespace loom::cuda {
@@ -55,6 +56,8 @@ __device__ __forceinline__ uint8_t quantize(float x, float scale) {
 template <KvCacheDtype kDtype>
 __global__ void __launch_bounds__(kThreads) rope_kv_kernel(RopeKvArgs a) {
   constexpr bool kQuantized = kDtype != KvCacheDtype::kBf16;
+  pdl_wait();
+  pdl_launch_dependents();
   const int32_t t = blockIdx.x;
   const int32_t D = a.cache.head_dim, half = D / 2;
   const int32_t QH = a.num_heads, KH = a.cache.num_kv_heads;
@@ -145,13 +148,13 @@ void launch_rope_kv_write(const RopeKvArgs& args, cudaStream_t stream) {
   if (args.num_tokens == 0) return;
   switch (args.cache.dtype) {
     case KvCacheDtype::kBf16:
-      rope_kv_kernel<KvCacheDtype::kBf16><<<args.num_tokens, kThreads, 0, stream>>>(args);
+      launch_pdl(rope_kv_kernel<KvCacheDtype::kBf16>, args.num_tokens, kThreads, 0, stream, args);
       break;
     case KvCacheDtype::kFp8:
-      rope_kv_kernel<KvCacheDtype::kFp8><<<args.num_tokens, kThreads, 0, stream>>>(args);
+      launch_pdl(rope_kv_kernel<KvCacheDtype::kFp8>, args.num_tokens, kThreads, 0, stream, args);
       break;
     case KvCacheDtype::kInt8:
-      rope_kv_kernel<KvCacheDtype::kInt8><<<args.num_tokens, kThreads, 0, stream>>>(args);
+      launch_pdl(rope_kv_kernel<KvCacheDtype::kInt8>, args.num_tokens, kThreads, 0, stream, args);
       break;
   }
   LOOM_CUDA_CHECK_LAUNCH();
