@@ -6,7 +6,8 @@
 //   build*/bench/bench_cuda [llama-3.2-1b|llama-3.1-8b|config.json] [out.json] [options]
 // Options: --eager (no CUDA graphs for decode steps), --no-prefill-kernel (the per-token attention
 // kernel for prefill too), --no-fuse (steps of <= 8 tokens run the unfused layer), --no-pdl (no
-// programmatic dependent launch), --gemv cuda|tensor|auto (the small-batch product kernel),
+// programmatic dependent launch), --fuse-norm on|off|auto (RMSNorm inside those products),
+// --gemv cuda|tensor|auto (the small-batch product kernel),
 // --kv-cache-dtype bf16|fp8|int8,
 // --vocab N (another vocabulary size, e.g. 49152 to match a peer's model file), --only-batch N
 // (the decode sweep at batch N only, for a profiler).
@@ -112,6 +113,11 @@ int main(int argc, char** argv) {
       o.prefill_attention = false;
     } else if (a == "--no-fuse") {
       o.fused_small_batch = false;
+    } else if (a == "--fuse-norm" && i + 1 < argc) {  // on | off | auto
+      const std::string v = argv[++i];
+      o.fuse_norm = v == "on"    ? loom::CudaBackendOptions::FuseNorm::kOn
+                    : v == "off" ? loom::CudaBackendOptions::FuseNorm::kOff
+                                 : loom::CudaBackendOptions::FuseNorm::kAuto;
     } else if (a == "--no-pdl") {
       o.pdl = false;
     } else if (a == "--gemv" && i + 1 < argc) {  // cuda | tensor | auto
@@ -161,6 +167,7 @@ int main(int argc, char** argv) {
                            {"prefill_attention_kernel", o.prefill_attention},
                            {"fused_small_batch", o.fused_small_batch},
                            {"pdl", o.pdl},
+                           {"fuse_norm", static_cast<int>(o.fuse_norm)},
                            {"gemv_kernel", static_cast<int>(loom::cuda::gemv_kernel_choice())},
                            {"vocab_size", c.vocab_size},
                            {"kv_cache_dtype", loom::cuda::kv_cache_dtype_name(o.kv_cache_dtype)}};

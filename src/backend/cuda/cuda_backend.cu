@@ -446,12 +446,17 @@ void CudaBackend::launch_layers(const StepInputs& in) {
   rope.kv_cache = kv_cache_;
 
   // A handful of tokens (decode at small batch): the fused layer, whose products also apply the
-  // norms, the SwiGLU and the residual adds.
-  if (options_.fused_small_batch && gemv_supports(T, H, GemvIn::kRmsNorm)) {
+  // norms (fuse_norm), RoPE + the KV write (bf16 cache), the SwiGLU and the residual adds.
+  if (options_.fused_small_batch && gemv_supports(T, H, GemvIn::kBf16)) {
+    using FuseNorm = CudaBackendOptions::FuseNorm;
+    const bool fuse_norm = gemv_supports(T, H, GemvIn::kRmsNorm) &&
+                           (options_.fuse_norm == FuseNorm::kOn ||
+                            (options_.fuse_norm == FuseNorm::kAuto && H <= 2048));
     GemvArgs qkv, o, gate_up, down;
     qkv.rows = o.rows = gate_up.rows = down.rows = T;
-    qkv.input = gate_up.input = GemvIn::kRmsNorm;
+    qkv.input = gate_up.input = fuse_norm ? GemvIn::kRmsNorm : GemvIn::kBf16;
     qkv.x_f32 = gate_up.x_f32 = x_.ptr;
+    qkv.x = gate_up.x = h_.ptr;  // the separate norm's output
     qkv.eps = gate_up.eps = c.rms_norm_eps;
     qkv.in = gate_up.in = o.out = down.out = H;
     // bf16 cache: the QKV product also rotates and writes K/V (a quantized row needs its whole
@@ -475,6 +480,9 @@ void CudaBackend::launch_layers(const StepInputs& in) {
       qkv.norm_w = w.attn_norm;
       qkv.rope.bias = rope.bias = w.qkv_bias;
       qkv.rope.layer = rope.layer = l;
+      if (!fuse_norm)
+        launch_add_rmsnorm(x_.ptr, nullptr, nullptr, w.attn_norm, T, H, c.rms_norm_eps, h_.ptr,
+                           stream_);
       launch_gemv(qkv, stream_);
       if (!fuse_rope) launch_rope_kv_write(rope, stream_);
       attn.layer = l;
@@ -484,6 +492,9 @@ void CudaBackend::launch_layers(const StepInputs& in) {
       launch_gemv(o, stream_);
       gate_up.w = w.w_gate_up;
       gate_up.norm_w = w.ffn_norm;
+      if (!fuse_norm)
+        launch_add_rmsnorm(x_.ptr, nullptr, nullptr, w.ffn_norm, T, H, c.rms_norm_eps, h_.ptr,
+                           stream_);
       launch_gemv(gate_up, stream_);
       down.w = w.w_down;
       launch_gemv(down, stream_);
