@@ -157,67 +157,74 @@ TEST(CudaBackend, MatchesHfTransformersOnRandomLlama) {
   LOOM_REQUIRE_GPU();
   const char* dir = hf_random_dir();
   if (!dir) GTEST_SKIP() << "LOOM_HF_RANDOM_DIR not set (scripts/gpu_test.sh sets it)";
-  for (const HfRandomModel& m : open_hf_random_models(dir)) {
-    SCOPED_TRACE(m.dir);
-    const nlohmann::json& g = m.golden;
-    const std::shared_ptr<const ModelFile>& mf = m.file;
-    CudaBackendOptions o;
-    o.block_size = kBlockSize;
-    o.kv_cache_bytes = size_t{256} << 20;
-    o.max_num_batched_tokens = 512;
-    auto created = create_cuda_backend(mf, o);
-    ASSERT_TRUE(created.ok()) << created.error();
-    auto& b = created.value();
-    const int32_t V = b->vocab_size();
-    const auto prompt = g["prompt_ids"].get<std::vector<TokenId>>();
-    const auto hf_ids = g["greedy_ids"].get<std::vector<TokenId>>();
-    const auto hf_top5 = g["top5"].get<std::vector<std::vector<TokenId>>>();
-    const auto hf_first = g["first_logits"].get<std::vector<float>>();
-    ASSERT_EQ(static_cast<int32_t>(hf_first.size()), V);
+  // Decode steps take the fused small-batch layer: once with RMSNorm inside the products, once
+  // with it as its own kernel (what wider models get by default).
+  using FuseNorm = CudaBackendOptions::FuseNorm;
+  for (const FuseNorm fuse : {FuseNorm::kOn, FuseNorm::kOff})
+    for (const HfRandomModel& m : open_hf_random_models(dir)) {
+      SCOPED_TRACE(m.dir + (fuse == FuseNorm::kOn ? ", norm fused" : ", norm separate"));
+      const nlohmann::json& g = m.golden;
+      const std::shared_ptr<const ModelFile>& mf = m.file;
+      CudaBackendOptions o;
+      o.fuse_norm = fuse;
+      o.block_size = kBlockSize;
+      o.kv_cache_bytes = size_t{256} << 20;
+      o.max_num_batched_tokens = 512;
+      auto created = create_cuda_backend(mf, o);
+      ASSERT_TRUE(created.ok()) << created.error();
+      auto& b = created.value();
+      const int32_t V = b->vocab_size();
+      const auto prompt = g["prompt_ids"].get<std::vector<TokenId>>();
+      const auto hf_ids = g["greedy_ids"].get<std::vector<TokenId>>();
+      const auto hf_top5 = g["top5"].get<std::vector<std::vector<TokenId>>>();
+      const auto hf_first = g["first_logits"].get<std::vector<float>>();
+      ASSERT_EQ(static_cast<int32_t>(hf_first.size()), V);
 
-    const int32_t blocks =
-        (static_cast<int32_t>(prompt.size() + hf_ids.size()) + kBlockSize) / kBlockSize;
-    ManualSeq s = seq(prompt, 0, blocks);
-    std::vector<float> logits(V, NAN);
-    b->forward(make_batch({&s}, {static_cast<int32_t>(prompt.size())}, kBlockSize), logits.data());
-    const double cos = cosine(logits.data(), hf_first.data(), V);
-    std::printf("  %s: first-step cosine vs HF %.6f\n",
-                std::filesystem::path(m.dir).filename().c_str(), cos);
-    EXPECT_GT(cos, 0.99);
+      const int32_t blocks =
+          (static_cast<int32_t>(prompt.size() + hf_ids.size()) + kBlockSize) / kBlockSize;
+      ManualSeq s = seq(prompt, 0, blocks);
+      std::vector<float> logits(V, NAN);
+      b->forward(make_batch({&s}, {static_cast<int32_t>(prompt.size())}, kBlockSize),
+                 logits.data());
+      const double cos = cosine(logits.data(), hf_first.data(), V);
+      std::printf("  %s: first-step cosine vs HF %.6f\n",
+                  std::filesystem::path(m.dir).filename().c_str(), cos);
+      EXPECT_GT(cos, 0.99);
 
-    // The CPU reference backend on the same weights.
-    cpu::CpuBackendOptions co;
-    co.block_size = kBlockSize;
-    co.kv_cache_bytes = size_t{64} << 20;
-    co.swap_space_bytes = 0;
-    if (auto cpu = cpu::CpuBackend::create(mf, co); cpu.ok()) {
-      ManualSeq cs = seq(prompt, 0, blocks);
-      std::vector<float> cl(V);
-      cpu.value()->forward(make_batch({&cs}, {static_cast<int32_t>(prompt.size())}, kBlockSize),
-                           cl.data());
-      const double ccos = cosine(logits.data(), cl.data(), V);
-      std::printf("  %s: first-step cosine vs the CPU backend %.6f\n",
-                  std::filesystem::path(m.dir).filename().c_str(), ccos);
-      EXPECT_GT(ccos, 0.99);
-    }
-
-    size_t step = 0;
-    for (; step < hf_ids.size(); ++step) {
-      const auto ours_top5 = top_ids(logits.data(), V, 5);
-      const TokenId ours = ours_top5[0];
-      if (ours != hf_ids[step]) {
-        EXPECT_NE(std::find(hf_top5[step].begin(), hf_top5[step].end(), ours), hf_top5[step].end())
-            << "step " << step;
-        EXPECT_NE(std::find(ours_top5.begin(), ours_top5.end(), hf_ids[step]), ours_top5.end())
-            << "step " << step;
-        break;
+      // The CPU reference backend on the same weights.
+      cpu::CpuBackendOptions co;
+      co.block_size = kBlockSize;
+      co.kv_cache_bytes = size_t{64} << 20;
+      co.swap_space_bytes = 0;
+      if (auto cpu = cpu::CpuBackend::create(mf, co); cpu.ok()) {
+        ManualSeq cs = seq(prompt, 0, blocks);
+        std::vector<float> cl(V);
+        cpu.value()->forward(make_batch({&cs}, {static_cast<int32_t>(prompt.size())}, kBlockSize),
+                             cl.data());
+        const double ccos = cosine(logits.data(), cl.data(), V);
+        std::printf("  %s: first-step cosine vs the CPU backend %.6f\n",
+                    std::filesystem::path(m.dir).filename().c_str(), ccos);
+        EXPECT_GT(ccos, 0.99);
       }
-      s.tokens.push_back(ours);
-      b->forward(make_batch({&s}, {1}, kBlockSize), logits.data());
+
+      size_t step = 0;
+      for (; step < hf_ids.size(); ++step) {
+        const auto ours_top5 = top_ids(logits.data(), V, 5);
+        const TokenId ours = ours_top5[0];
+        if (ours != hf_ids[step]) {
+          EXPECT_NE(std::find(hf_top5[step].begin(), hf_top5[step].end(), ours),
+                    hf_top5[step].end())
+              << "step " << step;
+          EXPECT_NE(std::find(ours_top5.begin(), ours_top5.end(), hf_ids[step]), ours_top5.end())
+              << "step " << step;
+          break;
+        }
+        s.tokens.push_back(ours);
+        b->forward(make_batch({&s}, {1}, kBlockSize), logits.data());
+      }
+      std::printf("  %s: %zu of %zu greedy tokens equal to HF's\n",
+                  std::filesystem::path(m.dir).filename().c_str(), step, hf_ids.size());
     }
-    std::printf("  %s: %zu of %zu greedy tokens equal to HF's\n",
-                std::filesystem::path(m.dir).filename().c_str(), step, hf_ids.size());
-  }
 }
 
 }  // namespace
