@@ -7,7 +7,8 @@
 // Options: --eager (no CUDA graphs for decode steps), --no-prefill-kernel (the per-token attention
 // kernel for prefill too), --no-fuse (steps of <= 8 tokens run the unfused layer), --no-pdl (no
 // programmatic dependent launch), --fuse-norm on|off|auto (RMSNorm inside those products),
-// --gemv cuda|tensor|auto (the small-batch product kernel),
+// --gemv cuda|tensor|auto (the small-batch product kernel), --no-preload (its first weights
+// loaded after the wait for the previous kernel, not before),
 // --kv-cache-dtype bf16|fp8|int8,
 // --vocab N (another vocabulary size, e.g. 49152 to match a peer's model file), --only-batch N
 // (the decode sweep at batch N only, for a profiler).
@@ -118,6 +119,8 @@ int main(int argc, char** argv) {
       o.fuse_norm = v == "on"    ? loom::CudaBackendOptions::FuseNorm::kOn
                     : v == "off" ? loom::CudaBackendOptions::FuseNorm::kOff
                                  : loom::CudaBackendOptions::FuseNorm::kAuto;
+    } else if (a == "--no-preload") {
+      loom::cuda::set_gemv_preload(false);
     } else if (a == "--no-pdl") {
       o.pdl = false;
     } else if (a == "--gemv" && i + 1 < argc) {  // cuda | tensor | auto

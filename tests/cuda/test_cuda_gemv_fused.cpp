@@ -100,7 +100,7 @@ TEST_P(GemvFused, RmsNormInputMatchesFloat64) {
 }
 
 TEST_P(GemvFused, AddIntoResidualMatchesFloat64) {
-  for (int in : {64, 2056}) {
+  for (int in : {64, 2056, 4096}) {
     for (int rows = 1; rows <= cuda::kGemvMaxRows; ++rows) {
       const int out = 77;
       auto act = bf16_round(random_floats(rows * in, 20 + rows));
@@ -125,7 +125,7 @@ TEST_P(GemvFused, AddIntoResidualMatchesFloat64) {
 }
 
 TEST_P(GemvFused, SwiGluPairMatchesFloat64) {
-  for (int in : {576, 2056}) {
+  for (int in : {576, 2056, 2048}) {
     for (int rows = 1; rows <= cuda::kGemvMaxRows; ++rows) {
       const int ffn = 91;  // W: gate rows [0, ffn), up rows [ffn, 2 ffn)
       const float eps = 1e-6f;

@@ -10,7 +10,7 @@ using namespace gemv_detail;
 namespace {
 
 template <int M, GemvIn kIn, GemvOut kOut>
-__global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
+__global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a, bool preload) {
   extern __shared__ uint4 x_smem[];  // kRmsNorm: [M][in / 8] chunks of 8 bf16
   // Paired outputs: a warp streams both rows of output n together (pair_rows).
   constexpr int kRowsPerWarp = kPaired<kOut> ? 2 : 1;
@@ -37,6 +37,19 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
     for (int r = 0; r < kRowsPerWarp; ++r) {
       const char* row = reinterpret_cast<const char*>(a.w + weight_row(n_first, r) * a.in);
       for (int32_t b = lane * 128; b < a.in * 2; b += 32 * 128) prefetch_l2(row + b);
+    }
+  }
+  // And load the first unrolled block of that row into registers now (warp-uniform condition:
+  // the block exists for every lane), so the first loads are in flight through the wait and the
+  // norm's prologue rather than issued after them.
+  uint4 pre[kRowsPerWarp][kUnroll];
+  bool use_pre = preload && n_first < a.out && 32 * kUnroll <= chunks;
+  if (use_pre) {
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const uint4* row = reinterpret_cast<const uint4*>(a.w + weight_row(n_first, r) * a.in);
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) pre[r][u] = load_streaming(row + lane + 32 * u);
     }
   }
   pdl_wait();
@@ -70,7 +83,9 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r)
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u) wv[r][u] = load_streaming(wrow[r] + c + 32 * u);
+        for (int u = 0; u < kUnroll; ++u)
+          wv[r][u] = use_pre ? pre[r][u] : load_streaming(wrow[r] + c + 32 * u);
+      use_pre = false;
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
@@ -158,7 +173,7 @@ void launch_kernel(const GemvArgs& a, cudaStream_t stream) {
   const int64_t rounds = ceil_div(a.out, capacity);
   const int64_t warps = ceil_div(a.out, rounds);
   const dim3 grid(static_cast<unsigned>(ceil_div(warps, kWarps)));
-  launch_pdl(kernel, grid, dim3(kThreads), smem, stream, a);
+  launch_pdl(kernel, grid, dim3(kThreads), smem, stream, a, gemv_preload());
 }
 
 template <int M, GemvIn kIn>
@@ -195,6 +210,18 @@ void set_gemv_kernel(GemvKernel kernel) {
 
 GemvKernel gemv_kernel_choice() {
   return g_kernel.load(std::memory_order_relaxed);
+}
+
+namespace {
+std::atomic<bool> g_preload{true};
+}
+
+void set_gemv_preload(bool on) {
+  g_preload.store(on, std::memory_order_relaxed);
+}
+
+bool gemv_preload() {
+  return g_preload.load(std::memory_order_relaxed);
 }
 
 bool gemv_supports(int32_t rows, int32_t in, GemvIn input) {

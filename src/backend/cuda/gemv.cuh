@@ -42,6 +42,10 @@ constexpr int32_t kGemvTensorCoreMinRows = 3;
 enum class GemvKernel { kAuto, kCudaCores, kTensorCores };
 void set_gemv_kernel(GemvKernel kernel);
 GemvKernel gemv_kernel_choice();
+// Whether the CUDA-core kernel loads its first weights before waiting for the previous kernel
+// (default on; off for comparisons).
+void set_gemv_preload(bool on);
+bool gemv_preload();
 
 enum class GemvIn { kBf16, kRmsNorm };
 enum class GemvOut { kStoreF32, kStoreBf16, kAddF32, kSwiGlu, kRopeKv };
