@@ -17,22 +17,24 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// Most rotation pairs per head (head_dim / 2) the per-token sin / cos table holds.
+constexpr int kMaxHalf = 128;
+
 // Rotates pair i of head `head` of one token's QKV row (bias added first): values i0 and i1 of
-// the head become y0 and y1.
+// the head become y0 and y1. sin_cos[i] = (sin, cos) of the token's angle for pair i.
 struct Rotated {
   int32_t i0, i1;
   float y0, y1;
 };
 __device__ __forceinline__ Rotated rotate_pair(const RopeKvArgs& a, const float* row, int32_t head,
-                                               int32_t i, int32_t pos) {
+                                               int32_t i, const float2* sin_cos) {
   const int32_t D = a.cache.head_dim, half = D / 2;
   const int32_t i0 = a.neox ? i : 2 * i;
   const int32_t i1 = a.neox ? i + half : 2 * i + 1;
   const int32_t base = head * D;
   float x0 = row[base + i0], x1 = row[base + i1];
   if (a.bias) x0 += a.bias[base + i0], x1 += a.bias[base + i1];
-  float s, c;
-  sincosf(static_cast<float>(pos) * a.inv_freq[i], &s, &c);
+  const float s = sin_cos[i].x, c = sin_cos[i].y;
   return {i0, i1, x0 * c - x1 * s, x0 * s + x1 * c};
 }
 
@@ -64,6 +66,14 @@ __global__ void __launch_bounds__(kThreads) rope_kv_kernel(RopeKvArgs a) {
   const int32_t width = (QH + 2 * KH) * D;
   const float* row = a.qkv + static_cast<int64_t>(t) * width;
   const int32_t pos = a.positions[t];
+  // The angle depends on the pair, not the head: one sincos per pair for all Q and K heads.
+  __shared__ float2 sin_cos[kMaxHalf];
+  for (int32_t i = threadIdx.x; i < half; i += blockDim.x) {
+    float s, c;
+    sincosf(static_cast<float>(pos) * a.inv_freq[i], &s, &c);
+    sin_cos[i] = make_float2(s, c);
+  }
+  __syncthreads();
   const int64_t slot = a.slot_mapping[t];
   const int64_t block = slot / a.cache.block_size;
   const int32_t in_block = static_cast<int32_t>(slot % a.cache.block_size);
@@ -73,7 +83,7 @@ __global__ void __launch_bounds__(kThreads) rope_kv_kernel(RopeKvArgs a) {
   const int32_t num_pairs = (QH + (kQuantized ? 0 : KH)) * half;
   for (int32_t p = threadIdx.x; p < num_pairs; p += blockDim.x) {
     const int32_t head = p / half, i = p % half;  // head < QH: query head, else key head
-    const Rotated r = rotate_pair(a, row, head, i, pos);
+    const Rotated r = rotate_pair(a, row, head, i, sin_cos);
     if (head < QH) {
       float* q = a.q_out + (static_cast<int64_t>(t) * QH + head) * D;
       q[r.i0] = r.y0;
@@ -110,7 +120,7 @@ __global__ void __launch_bounds__(kThreads) rope_kv_kernel(RopeKvArgs a) {
         val[2 * j] = val[2 * j + 1] = 0.0f;
         if (i < half) {
           if (kv == 0) {
-            const Rotated rot = rotate_pair(a, row, QH + head, i, pos);
+            const Rotated rot = rotate_pair(a, row, QH + head, i, sin_cos);
             idx[2 * j] = rot.i0, idx[2 * j + 1] = rot.i1;
             val[2 * j] = rot.y0, val[2 * j + 1] = rot.y1;
           } else {  // V values i and i + half: any split of the row among the lanes will do
@@ -142,7 +152,8 @@ __global__ void __launch_bounds__(kThreads) rope_kv_kernel(RopeKvArgs a) {
 }  // namespace
 
 void launch_rope_kv_write(const RopeKvArgs& args, cudaStream_t stream) {
-  LOOM_CHECK(args.cache.head_dim % 2 == 0);
+  LOOM_CHECK(args.cache.head_dim % 2 == 0 && args.cache.head_dim / 2 <= kMaxHalf, "head_dim %d",
+             args.cache.head_dim);
   LOOM_CHECK(!args.cache.quantized() || args.cache.head_dim <= 64 * kMaxPairsPerLane,
              "head_dim %d too large for the quantized KV write", args.cache.head_dim);
   if (args.num_tokens == 0) return;
