@@ -279,6 +279,10 @@ ParseResult parse_api_request(ApiKind kind, const json& body, const ProtocolLimi
   if (r.read_int("seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(),
                  &seed))
     sp.seed = static_cast<uint64_t>(seed);
+  // A bias map would change which tokens come out: refused rather than silently ignored.
+  if (const json* bias = r.get("logit_bias");
+      bias != nullptr && !bias->is_null() && !(bias->is_object() && bias->empty()))
+    r.fail("logit_bias is not supported", "logit_bias");
   r.read_float("presence_penalty", -2.0, 2.0, false, &sp.presence_penalty);
   r.read_float("frequency_penalty", -2.0, 2.0, false, &sp.frequency_penalty);
   if (kind == ApiKind::kCompletion) {

@@ -81,6 +81,9 @@ TEST(OpenAiRequest, Defaults) {
       parse_ok(ApiKind::kCompletion, R"({"prompt": "x", "max_tokens": null, "stop": null})");
   EXPECT_FALSE(nulls.max_tokens_given);
   EXPECT_TRUE(nulls.sampling.stop.empty());
+  // An empty or null logit_bias asks for nothing, so it is accepted (a non-empty one is refused).
+  parse_ok(ApiKind::kCompletion, R"({"prompt": "x", "logit_bias": {}})");
+  parse_ok(ApiKind::kCompletion, R"({"prompt": "x", "logit_bias": null})");
 }
 
 TEST(OpenAiRequest, ChatFields) {
@@ -156,6 +159,9 @@ TEST(OpenAiRequest, RefusalsNameTheParameter) {
       {C, R"({"prompt": "x", "logprobs": 6})", "logprobs"},
       {C, R"({"prompt": "x", "logprobs": true})", "logprobs"},
       {C, R"({"prompt": "x", "echo": true})", "echo"},
+      {C, R"({"prompt": "x", "logit_bias": {"50256": -100}})", "logit_bias"},
+      {H, R"({"messages": [{"role": "user", "content": "x"}], "logit_bias": {"7": 5}})",
+       "logit_bias"},
       {C, R"({"prompt": "x", "best_of": 3})", "best_of"},
       {C, R"({"prompt": "x", "stream": "yes"})", "stream"},
       {C, R"({"prompt": "x", "stream_options": {"include_usage": true}})", "stream_options"},
