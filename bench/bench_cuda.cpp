@@ -7,7 +7,8 @@
 // Options: --eager (no CUDA graphs for decode steps), --no-prefill-kernel (the per-token attention
 // kernel for prefill too), --no-fuse (steps of <= 8 tokens run the unfused layer), --no-pdl (no
 // programmatic dependent launch), --fuse-norm on|off|auto (RMSNorm inside those products),
-// --gemv cuda|tensor|auto (the small-batch product kernel), --no-preload (its first weights
+// --mlp fused|cublas|auto (that MLP's products), --gemv cuda|tensor|auto (the small-batch
+// product kernel), --no-preload (its first weights
 // loaded after the wait for the previous kernel, not before),
 // --kv-cache-dtype bf16|fp8|int8,
 // --vocab N (another vocabulary size, e.g. 49152 to match a peer's model file), --only-batch N
@@ -119,6 +120,10 @@ int main(int argc, char** argv) {
       o.fuse_norm = v == "on"    ? loom::CudaBackendOptions::FuseNorm::kOn
                     : v == "off" ? loom::CudaBackendOptions::FuseNorm::kOff
                                  : loom::CudaBackendOptions::FuseNorm::kAuto;
+    } else if (a == "--mlp" && i + 1 < argc) {  // fused | cublas | auto
+      const std::string v = argv[++i];
+      using Mlp = loom::CudaBackendOptions::SmallBatchMlp;
+      o.small_batch_mlp = v == "fused" ? Mlp::kFused : v == "cublas" ? Mlp::kCublas : Mlp::kAuto;
     } else if (a == "--no-preload") {
       loom::cuda::set_gemv_preload(false);
     } else if (a == "--no-pdl") {
@@ -171,6 +176,7 @@ int main(int argc, char** argv) {
                            {"fused_small_batch", o.fused_small_batch},
                            {"pdl", o.pdl},
                            {"fuse_norm", static_cast<int>(o.fuse_norm)},
+                           {"small_batch_mlp", static_cast<int>(o.small_batch_mlp)},
                            {"gemv_kernel", static_cast<int>(loom::cuda::gemv_kernel_choice())},
                            {"vocab_size", c.vocab_size},
                            {"kv_cache_dtype", loom::cuda::kv_cache_dtype_name(o.kv_cache_dtype)}};

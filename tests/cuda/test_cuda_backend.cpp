@@ -157,16 +157,25 @@ TEST(CudaBackend, MatchesHfTransformersOnRandomLlama) {
   LOOM_REQUIRE_GPU();
   const char* dir = hf_random_dir();
   if (!dir) GTEST_SKIP() << "LOOM_HF_RANDOM_DIR not set (scripts/gpu_test.sh sets it)";
-  // Decode steps take the fused small-batch layer: once with RMSNorm inside the products, once
-  // with it as its own kernel (what wider models get by default).
+  // Decode steps take the fused small-batch layer: with RMSNorm inside the products, with it as
+  // its own kernel, and with the MLP on cuBLAS (what wider models and 3-8 rows get by default).
   using FuseNorm = CudaBackendOptions::FuseNorm;
-  for (const FuseNorm fuse : {FuseNorm::kOn, FuseNorm::kOff})
+  using Mlp = CudaBackendOptions::SmallBatchMlp;
+  struct Layer {
+    FuseNorm norm;
+    Mlp mlp;
+    const char* name;
+  };
+  for (const Layer& layer : {Layer{FuseNorm::kOn, Mlp::kFused, ", norm fused"},
+                             Layer{FuseNorm::kOff, Mlp::kFused, ", norm separate"},
+                             Layer{FuseNorm::kAuto, Mlp::kCublas, ", MLP on cuBLAS"}})
     for (const HfRandomModel& m : open_hf_random_models(dir)) {
-      SCOPED_TRACE(m.dir + (fuse == FuseNorm::kOn ? ", norm fused" : ", norm separate"));
+      SCOPED_TRACE(m.dir + layer.name);
       const nlohmann::json& g = m.golden;
       const std::shared_ptr<const ModelFile>& mf = m.file;
       CudaBackendOptions o;
-      o.fuse_norm = fuse;
+      o.fuse_norm = layer.norm;
+      o.small_batch_mlp = layer.mlp;
       o.block_size = kBlockSize;
       o.kv_cache_bytes = size_t{256} << 20;
       o.max_num_batched_tokens = 512;

@@ -445,11 +445,16 @@ void CudaBackend::launch_layers(const StepInputs& in) {
   rope.q_out = q_.ptr;
   rope.kv_cache = kv_cache_;
 
-  // A handful of tokens (decode at small batch): the fused layer, whose products also apply the
-  // norms (fuse_norm), RoPE + the KV write (bf16 cache), the SwiGLU and the residual adds.
+  // A handful of tokens (decode at small batch): the fused layer, whose products also apply RoPE
+  // + the KV write (bf16 cache) and the residual adds, and with the MLP fused the SwiGLU and the
+  // norms (fuse_norm).
   if (options_.fused_small_batch && gemv_supports(T, H, GemvIn::kBf16)) {
     using FuseNorm = CudaBackendOptions::FuseNorm;
-    const bool fuse_norm = gemv_supports(T, H, GemvIn::kRmsNorm) &&
+    using Mlp = CudaBackendOptions::SmallBatchMlp;
+    const bool mlp_cublas = options_.small_batch_mlp != Mlp::kFused;
+    // With the MLP on cuBLAS, the down product's output waits in delta_ for the next norm, which
+    // then has to be the separate add + norm kernel.
+    const bool fuse_norm = !mlp_cublas && gemv_supports(T, H, GemvIn::kRmsNorm) &&
                            (options_.fuse_norm == FuseNorm::kOn ||
                             (options_.fuse_norm == FuseNorm::kAuto && H <= 2048));
     GemvArgs qkv, o, gate_up, down;
@@ -481,8 +486,8 @@ void CudaBackend::launch_layers(const StepInputs& in) {
       qkv.rope.bias = rope.bias = w.qkv_bias;
       qkv.rope.layer = rope.layer = l;
       if (!fuse_norm)
-        launch_add_rmsnorm(x_.ptr, nullptr, nullptr, w.attn_norm, T, H, c.rms_norm_eps, h_.ptr,
-                           stream_);
+        launch_add_rmsnorm(x_.ptr, mlp_cublas && l > 0 ? delta_.ptr : nullptr, nullptr, w.attn_norm,
+                           T, H, c.rms_norm_eps, h_.ptr, stream_);
       launch_gemv(qkv, stream_);
       if (!fuse_rope) launch_rope_kv_write(rope, stream_);
       attn.layer = l;
@@ -495,13 +500,19 @@ void CudaBackend::launch_layers(const StepInputs& in) {
       if (!fuse_norm)
         launch_add_rmsnorm(x_.ptr, nullptr, nullptr, w.ffn_norm, T, H, c.rms_norm_eps, h_.ptr,
                            stream_);
+      if (mlp_cublas) {
+        gemm_->run_cublas(h_.ptr, T, H, w.w_gate_up, 2 * F, gate_up_.ptr, false, stream_);
+        launch_swiglu(gate_up_.ptr, T, F, act_.ptr, stream_);
+        gemm_->run_cublas(act_.ptr, T, F, w.w_down, H, delta_.ptr, true, stream_);
+        continue;
+      }
       launch_gemv(gate_up, stream_);
       down.w = w.w_down;
       launch_gemv(down, stream_);
     }
     if (R == 0) return;
-    launch_add_rmsnorm(x_.ptr, nullptr, in.rows, output_norm_, R, H, c.rms_norm_eps, rows_h_.ptr,
-                       stream_);
+    launch_add_rmsnorm(x_.ptr, mlp_cublas ? delta_.ptr : nullptr, in.rows, output_norm_, R, H,
+                       c.rms_norm_eps, rows_h_.ptr, stream_);
     gemm_->run(rows_h_.ptr, R, H, lm_head_, c.vocab_size, logits_.ptr, true, stream_);
     return;
   }

@@ -28,16 +28,25 @@ struct CudaBackendOptions {
   uint64_t dummy_seed = 1234;     // --load-format dummy
   bool cuda_graphs = true;        // replay decode steps from CUDA graphs (false: --enforce-eager)
   bool prefill_attention = true;  // tensor-core kernel for prefill chunks (attention_prefill.cuh)
-  // Steps of at most 8 tokens: RoPE + the KV write (bf16 cache), SwiGLU and the residual adds
-  // fused into the small-batch products (gemv.cuh), and the RMSNorms too (fuse_norm): 5 kernels a
-  // layer instead of 10 (one more when the attention splits the context).
+  // Steps of at most 8 tokens: RoPE + the KV write (bf16 cache) and the attention's residual add
+  // fused into the small-batch products (gemv.cuh), and with small_batch_mlp = kFused the MLP's
+  // SwiGLU and residual add and the RMSNorms (fuse_norm) too.
   bool fused_small_batch = true;
-  // Whether those products also apply the RMSNorm of their input (each CTA normalises the
-  // residual stream itself) or a separate kernel does, once: kAuto fuses up to a hidden size of
-  // 2048, where it measured faster (on an H200: Llama-3.2-1B 0.98 vs 1.02 ms a batch-1 step;
-  // Llama-3.1-8B's 4096-wide rows make every CTA's copy cost more than the kernel it saves).
+  // With the MLP fused: whether those products also apply the RMSNorm of their input (each CTA
+  // normalises the residual stream itself) or a separate kernel does, once: kAuto fuses up to a
+  // hidden size of 2048, where it measured faster (on an H200: Llama-3.2-1B 1.016 vs 1.018 ms a
+  // batch-1 step; Llama-3.1-8B 5.28 vs 4.81: 4096-wide rows make every CTA's copy cost more).
   enum class FuseNorm { kAuto, kOn, kOff };
   FuseNorm fuse_norm = FuseNorm::kAuto;
+  // The MLP of those steps: gate_up and down in the fused small-batch kernels (SwiGLU and the
+  // residual add in their epilogues) or through cuBLAS, whose products stream the large MLP
+  // matrices faster (on an H200 at 1 row: Llama-3.1-8B's gate_up at 98% of the copy rate against
+  // 81-86%), at the price of a SwiGLU kernel and the residual add in the next norm. Measured in
+  // one call on an H200, ms a step at 1 / 4 / 8 rows: Llama-3.1-8B 5.79 / 5.91 / 6.26 fused
+  // against 4.84 / 5.07 / 5.15 on cuBLAS; Llama-3.2-1B 1.075 / 1.242 / 1.432 against 1.035 /
+  // 1.065 / 1.101. kAuto is cuBLAS.
+  enum class SmallBatchMlp { kAuto, kFused, kCublas };
+  SmallBatchMlp small_batch_mlp = SmallBatchMlp::kAuto;
   // Programmatic dependent launch between the step's kernels (pdl_launch.cuh); Hopper and later.
   bool pdl = true;
 };
