@@ -38,6 +38,7 @@
 # A CPU-only check of everything but the CUDA build (seconds):
 #   LLAMA_BIN=~/.cache/loom-peers/llama.cpp/build/bin SHAPES=tiny THREADS=2 LB_PROMPTS=16 \
 #   LB_GEN=8 LB_REPS=1 BB_NPP=16 BB_NTG=8 BB_NPL=1,4 BB_REPEATS=2 tools/gpu_peers.sh
+# shellcheck disable=SC2317  # the step functions are called through step (tools/lib_steps.sh)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root" || exit 1
@@ -79,31 +80,9 @@ timings=$WORK/timings.txt # "<step> <seconds> <ok|failed>" lines, read by the su
 : >"$timings"
 status=0
 
-now_s() { echo $((($(date +%s%N) - t_start) / 1000000)) | awk '{printf "%.1f", $1 / 1000}'; }
-# step NAME CMD...: runs CMD (output to the log), prints and records how long it took.
-step() {
-  local name=$1
-  shift
-  local t0 rc secs
-  t0=$(date +%s%N)
-  echo "== $name (at $(now_s) s)"
-  echo "== $name: $*" >>"$log"
-  "$@" >>"$log" 2>&1
-  rc=$?
-  secs=$(awk -v ns=$(($(date +%s%N) - t0)) 'BEGIN {printf "%.1f", ns / 1e9}')
-  if [ $rc = 0 ]; then
-    echo "-- $name: ok in $secs s"
-    echo "$name $secs ok" >>"$timings"
-  else
-    [ $rc = 124 ] && echo "-- $name: TIMED OUT after $secs s (limit in STEP_TIMEOUT / BUILD_TIMEOUT)"
-    echo "-- $name: FAILED (exit $rc) after $secs s; the end of its output ($log):"
-    awk -v n="== $name:" 'index($0, n) == 1 {buf = ""} {buf = buf $0 "\n"} END {printf "%s", buf}' \
-      "$log" | tail -25 | sed 's/^/   | /'
-    echo "$name $secs failed" >>"$timings"
-    status=1
-  fi
-  return $rc
-}
+STEP_TIMEOUT_HINT="limit in STEP_TIMEOUT / BUILD_TIMEOUT"
+# shellcheck source=tools/lib_steps.sh
+. "$root/tools/lib_steps.sh"
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null ||
   echo "no GPU visible"; } | head -1 >"$WORK/gpu.txt"

@@ -49,6 +49,7 @@
 #   SHAPES=tiny LOOM_BENCH_REQUESTS=24 SLOTS=8 CONCURRENCY=8 A_IN=16 A_IN_MAX=200 A_OUT=8 \
 #   A_OUT_MAX=56 B_IN=200 B_OUT=56 MAX_NUM_BATCHED_TOKENS=512 LLAMA_BATCH=512 LLAMA_UBATCH=512 \
 #   WARMUP_REQUESTS=2 THREADS=2 OUT=/tmp/srv-out tools/gpu_server_workloads.sh
+# shellcheck disable=SC2317  # the step functions are called through step (tools/lib_steps.sh)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root" || exit 1
@@ -119,35 +120,9 @@ commands=$OUT/server_workloads_commands.txt
 t_start=$(date +%s%N)
 status=0
 
-now_s() { echo $((($(date +%s%N) - t_start) / 1000000)) | awk '{printf "%.1f", $1 / 1000}'; }
-# step NAME CMD...: runs CMD (output to the log), prints and records how long it took.
-step() {
-  local name=$1
-  shift
-  local t0 rc secs
-  t0=$(date +%s%N)
-  echo "== $name (at $(now_s) s)"
-  echo "== $name: $*" >>"$log"
-  # In the background, so that a signal to this script is handled at once (see cleanup).
-  "$@" >>"$log" 2>&1 &
-  step_pid=$!
-  wait "$step_pid"
-  rc=$?
-  step_pid=
-  secs=$(awk -v ns=$(($(date +%s%N) - t0)) 'BEGIN {printf "%.1f", ns / 1e9}')
-  if [ $rc = 0 ]; then
-    echo "-- $name: ok in $secs s"
-    echo "$name $secs ok" >>"$timings"
-  else
-    [ $rc = 124 ] && echo "-- $name: TIMED OUT after $secs s"
-    echo "-- $name: FAILED (exit $rc) after $secs s; the end of its output ($log):"
-    awk -v n="== $name:" 'index($0, n) == 1 {buf = ""} {buf = buf $0 "\n"} END {printf "%s", buf}' \
-      "$log" | tail -15 | sed 's/^/   | /'
-    echo "$name $secs failed" >>"$timings"
-    status=1
-  fi
-  return $rc
-}
+STEP_TAIL=15
+# shellcheck source=tools/lib_steps.sh
+. "$root/tools/lib_steps.sh"
 
 # The server running now (the pid of the `timeout` that bounds its life), stopped on any exit.
 srv_pid=
