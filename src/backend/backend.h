@@ -41,6 +41,23 @@ class Backend {
     return false;
   }
 
+  // forward_sample in two halves, so that the caller can plan the next step while the device
+  // runs this one. launch_sample enqueues the forward and the sampling of `batch` and returns at
+  // once (batch and rows are consumed before it returns; rows that the backend samples on the
+  // host, if any, are read again by finish_sample and must stay valid until then).
+  // finish_sample waits for the oldest launched step and writes its tokens into `out` (one per
+  // row of that launch). Returns false, doing nothing, when the backend samples on the host
+  // (the caller then uses forward() and sample_token).
+  // With supports_overlap(), two steps may be in flight (launch N, launch N+1, finish N,
+  // launch N+2, finish N+1, ...), and a batch may carry pending_tokens, read from the step
+  // launched just before it. Otherwise each launch must be finished before the next one and
+  // pending_tokens must be empty.
+  virtual bool launch_sample(const ForwardBatch& /*batch*/, std::span<const SampleInput> /*rows*/) {
+    return false;
+  }
+  virtual void finish_sample(std::span<SampleOutput> /*out*/) {}
+  virtual bool supports_overlap() const { return false; }
+
   // Block moves requested by the scheduler, done before the forward of the same step.
   virtual void swap_out(std::span<const BlockCopy> copies) = 0;     // device src -> host dst
   virtual void swap_in(std::span<const BlockCopy> copies) = 0;      // host src -> device dst

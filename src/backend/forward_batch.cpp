@@ -27,10 +27,20 @@ void check_forward_batch(const ForwardBatch& b, int32_t block_size, int32_t num_
       LOOM_CHECK(block >= 0 && block < num_device_blocks, "block %d out of the pool", block);
     }
   }
+  size_t pending = 0;  // pending_tokens are in token order
   for (int32_t t = 0; t < T; ++t) {
-    LOOM_CHECK(b.tokens[t] >= 0 && b.tokens[t] < vocab_size, "token %d out of range", b.tokens[t]);
+    if (pending < b.pending_tokens.size() && b.pending_tokens[pending].index == t) {
+      LOOM_CHECK(b.tokens[t] == kPendingToken && b.pending_tokens[pending].prev_row >= 0,
+                 "pending token %d: id %d, previous row %d", t, b.tokens[t],
+                 b.pending_tokens[pending].prev_row);
+      ++pending;
+    } else {
+      LOOM_CHECK(b.tokens[t] >= 0 && b.tokens[t] < vocab_size, "token %d out of range",
+                 b.tokens[t]);
+    }
     LOOM_CHECK(b.slot_mapping[t] >= 0 && b.slot_mapping[t] < int64_t{num_device_blocks} * bs);
   }
+  LOOM_CHECK(pending == b.pending_tokens.size(), "pending tokens not in token order");
   for (int32_t r : b.logits_rows) LOOM_CHECK(r >= 0 && r < T);
 }
 

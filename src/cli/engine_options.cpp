@@ -66,6 +66,9 @@ void EngineOptions::add_to(CLI::App& app) {
       ->capture_default_str();
   app.add_flag("--enforce-eager", enforce_eager,
                "cuda: launch every decode step's kernels one by one (no CUDA graphs)");
+  app.add_flag("--no-overlap", no_overlap,
+               "cuda: plan each step after the previous one's tokens are back, instead of "
+               "while it runs");
   app.add_option("--tokenizer", tokenizer_path,
                  "with --load-format dummy: a tokenizer.json, or the directory holding it "
                  "(default: the model directory)");
@@ -194,6 +197,7 @@ Result<std::unique_ptr<LoadedEngine>> load_engine(const EngineOptions& o) {
       pool.dtype.c_str(), pool.num_host_blocks);
   EngineConfig ec;
   ec.scheduler = sc;
+  ec.overlap_steps = !o.no_overlap;
   loaded->engine = std::make_unique<Engine>(std::move(backend).value(), loaded->tokenizer, mc, ec);
   return loaded;
 }

@@ -43,6 +43,7 @@ struct EngineOptions {
   double gpu_memory_utilization = 0.9;  // cuda: share of GPU memory for weights + KV cache
   std::string load_format = "auto";     // auto, or dummy: random weights from config.json
   bool enforce_eager = false;           // cuda: no CUDA graphs
+  bool no_overlap = false;              // plan each step only after the last one's tokens
   std::string tokenizer_path;           // dummy: tokenizer directory (default: the model's)
 
   void add_to(CLI::App& app);

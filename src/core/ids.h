@@ -10,5 +10,8 @@ using SeqId = int64_t;    // one sequence inside the engine (one sample of one r
 using BlockId = int32_t;  // one KV-cache block in the device pool (or the host swap pool)
 
 inline constexpr BlockId kNoBlock = -1;
+// A sampled token that has not come back from the device yet (overlapped steps: the next step
+// is planned while this one runs). Never a vocabulary id.
+inline constexpr TokenId kPendingToken = -1;
 
 }  // namespace loom

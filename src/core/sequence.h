@@ -24,6 +24,9 @@ struct Sequence {
   SeqId id = 0;
   Request request;              // prompt, sampling params, priority, arrival
   std::vector<TokenId> tokens;  // prompt followed by generated tokens
+  // Trailing entries of `tokens` that are still kPendingToken: sampled by a step in flight whose
+  // tokens have not come back (overlapped steps; see Scheduler::commit). At most two.
+  int32_t num_pending_tokens = 0;
   int32_t num_prompt_tokens = 0;
   int32_t num_computed_tokens = 0;  // leading tokens whose K/V are in the cache
   SeqStatus status = SeqStatus::kWaiting;
@@ -36,6 +39,8 @@ struct Sequence {
 
   int32_t num_tokens() const { return static_cast<int32_t>(tokens.size()); }
   int32_t num_output_tokens() const { return num_tokens() - num_prompt_tokens; }
+  // Tokens whose ids are known: all but the pending ones.
+  int32_t num_known_tokens() const { return num_tokens() - num_pending_tokens; }
   bool finished() const { return status == SeqStatus::kFinished; }
 };
 

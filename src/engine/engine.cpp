@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -69,8 +70,21 @@ struct Engine::Impl {
   ModelRunner runner;
   std::unique_ptr<Scheduler> scheduler;
   std::unordered_map<SeqId, std::unique_ptr<SeqOutput>> outputs;
-  std::vector<SampleInput> sample_rows;  // per step, reused
-  std::vector<SampleOutput> sample_out;
+  // A launched step whose tokens have not been read yet. With overlapped steps one stays in
+  // flight while the next is planned and launched.
+  struct StepInFlight {
+    StepPlan plan;
+    std::vector<SampleInput> rows;  // the sampled rows, in plan order
+    std::vector<SeqId> ids;         // parallel to rows
+    std::vector<SampleOutput> out;
+    int64_t launch_us = 0;
+  };
+  std::optional<StepInFlight> in_flight;
+  StepInFlight spare;  // the finished record, reused for its vectors' capacity
+  int64_t last_complete_us = 0;
+  // Live requests whose sampling reads the ids of earlier outputs (penalties) or runs on the
+  // host (logprobs): while any is live, each step completes before the next is planned.
+  int32_t num_live_serial_requests = 0;
   int64_t last_preempt_swap = 0, last_preempt_recompute = 0;
   int64_t last_prefix_query = 0, last_prefix_hit = 0;
   // The preemption cost model's rates (SchedulerConfig): measured, not guessed.
@@ -85,6 +99,9 @@ struct Engine::Impl {
   void loop();
   void drain_inbox();
   bool step();
+  bool overlap_now() const;
+  void complete(StepInFlight& step);
+  static bool needs_serial_steps(const SamplingParams& p);
   void finish(SeqId id, FinishReason reason, RequestOutput delta, const std::string& error = "");
   void publish_gauges();
 };
@@ -191,6 +208,7 @@ void Engine::Impl::drain_inbox() {
       outputs.emplace(
           c.id, std::make_unique<SeqOutput>(c.stream, *tokenizer, seq->request.sampling, c.seed));
       metrics.prompt_tokens.fetch_add(prompt_tokens);
+      if (needs_serial_steps(seq->request.sampling)) ++num_live_serial_requests;
     } else {
       if (outputs.count(c.id) == 0) continue;  // already finished
       finish(c.id, FinishReason::kAbort, RequestOutput{});
@@ -213,9 +231,10 @@ void Engine::Impl::finish(SeqId id, FinishReason reason, RequestOutput delta,
   delta.error = error;
   delta.num_prompt_tokens = seq->num_prompt_tokens;
   delta.num_cached_prompt_tokens = seq->num_cached_prompt_tokens;
-  delta.num_output_tokens = seq->num_output_tokens();
+  delta.num_output_tokens = seq->num_known_tokens() - seq->num_prompt_tokens;
   delta.timings = seq->timings;
   delta.timings.finished_us = now;
+  if (needs_serial_steps(seq->request.sampling)) --num_live_serial_requests;
   scheduler->finish(id, reason, now);
   metrics.finished_by_reason[static_cast<int>(reason)].fetch_add(1);
   if (delta.timings.arrival_us > 0) metrics.e2e_s.observe((now - delta.timings.arrival_us) * 1e-6);
@@ -224,10 +243,43 @@ void Engine::Impl::finish(SeqId id, FinishReason reason, RequestOutput delta,
   num_live.fetch_sub(1);
 }
 
+bool Engine::Impl::needs_serial_steps(const SamplingParams& p) {
+  return p.logprobs >= 0 || p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f ||
+         p.frequency_penalty != 0.0f;
+}
+
+// Whether the next step may be launched before the one in flight is read: the backend fills
+// pending input tokens on its device, and no live request needs the ids on the host first.
+// Padded static batching copies decode rows, pending ones included: it stays serial.
+bool Engine::Impl::overlap_now() const {
+  return config.overlap_steps && backend->supports_overlap() && num_live_serial_requests == 0 &&
+         !config.scheduler.static_padding;
+}
+
+// One iteration. Serial: plan, launch, wait, read. Overlapped: plan step N+1 and launch it
+// while step N runs, then wait for step N and read it (so step N's stop checks, text and
+// streaming also run while step N+1 computes).
 bool Engine::Impl::step() {
+  if (in_flight && !overlap_now()) {
+    complete(*in_flight);
+    in_flight.reset();
+  }
   const int64_t t0 = now_us();
   StepPlan plan = scheduler->schedule(t0);
-  if (plan.seqs.empty() && plan.swap_out.empty() && plan.swap_in.empty()) return false;
+  if (plan.seqs.empty()) {
+    // Nothing to launch: read the step in flight (its sequences may all be finishing), and do
+    // the plan's block moves, if any, after it.
+    const bool had_step = in_flight.has_value();
+    if (in_flight) {
+      complete(*in_flight);
+      in_flight.reset();
+    }
+    if (plan.swap_out.empty() && plan.swap_in.empty() && plan.copies.empty()) return had_step;
+    runner.launch(plan, {});
+    runner.finish({});
+    scheduler->update(plan, StepResult{}, now_us());
+    return true;
+  }
   for (const ScheduledSeq& s : plan.seqs) {
     SeqOutput& out = *outputs.at(s.id);
     if (!out.first_scheduled_recorded) {
@@ -238,8 +290,9 @@ bool Engine::Impl::step() {
     }
   }
   // One sampling input per sampled row, in plan order; the runner samples them.
-  StepResult result;
-  sample_rows.clear();
+  StepInFlight next = std::move(spare);
+  next.rows.clear();
+  next.ids.clear();
   for (const ScheduledSeq& s : plan.seqs) {
     if (!s.sample) continue;
     const Sequence* seq = scheduler->find(s.id);
@@ -248,33 +301,66 @@ bool Engine::Impl::step() {
     in.vocab_size = runner.vocab_size();
     in.params = &params;
     in.prompt = std::span<const TokenId>(seq->tokens.data(), seq->num_prompt_tokens);
+    // Pending ids (overlapped steps) are only read by penalties, which keep steps serial.
     in.output = std::span<const TokenId>(seq->tokens.data() + seq->num_prompt_tokens,
                                          seq->num_output_tokens());
     in.seed = outputs.at(s.id)->seed();
     in.step = seq->num_output_tokens();
     in.eos_ids = params.ignore_eos ? std::span<const TokenId>() : tokenizer->eos_ids();
-    sample_rows.push_back(in);
-    result.ids.push_back(s.id);
+    next.rows.push_back(in);
+    next.ids.push_back(s.id);
   }
-  sample_out.assign(sample_rows.size(), SampleOutput{});
-  runner.execute(plan, sample_rows, sample_out);
-  for (SampleOutput& o : sample_out) {
+  next.out.assign(next.rows.size(), SampleOutput{});
+  next.launch_us = now_us();
+  runner.launch(plan, next.rows);
+  scheduler->commit(plan);  // after the launch: it appends to the tokens the rows point into
+  next.plan = std::move(plan);
+  std::optional<StepInFlight> previous = std::move(in_flight);
+  in_flight = std::move(next);
+  if (previous) {
+    complete(*previous);  // overlapped with the step just launched
+    spare = std::move(*previous);
+  }
+  if (!overlap_now()) {
+    complete(*in_flight);
+    spare = std::move(*in_flight);
+    in_flight.reset();
+  }
+  return true;
+}
+
+// Waits for a launched step, hands its tokens to the scheduler, and turns them into deltas,
+// stop checks and finishes.
+void Engine::Impl::complete(StepInFlight& st) {
+  runner.finish(st.out);
+  StepResult result;
+  result.ids = st.ids;
+  result.sampled.reserve(st.out.size());
+  result.logprobs.reserve(st.out.size());
+  for (SampleOutput& o : st.out) {
     result.sampled.push_back(o.token);
     result.logprobs.push_back(std::move(o.logprobs));
   }
   const int64_t t1 = now_us();
-  result.execute_us = t1 - t0;
-  observe_step_speed(plan, result.execute_us);
-  scheduler->update(plan, result, t1);
+  // Device time of this step: from its launch, or from the end of the step before it when it
+  // queued behind that one.
+  result.execute_us = t1 - std::max(st.launch_us, last_complete_us);
+  last_complete_us = t1;
+  observe_step_speed(st.plan, result.execute_us);
+  scheduler->resolve(st.plan, result, t1);
   metrics.iterations.fetch_add(1);
 
   // Deltas, stop checks, finishes.
   for (size_t i = 0; i < result.ids.size(); ++i) {
     const SeqId id = result.ids[i];
+    auto it = outputs.find(id);
+    if (it == outputs.end()) continue;  // finished while this step ran: its token is dropped
     Sequence* seq = scheduler->find(id);
-    SeqOutput& out = *outputs.at(id);
-    if (seq->num_output_tokens() == 1 && seq->timings.first_token_us == 0) {
-      seq->timings.first_token_us = t1;
+    SeqOutput& out = *it->second;
+    // Counts as of this token: later steps' tokens may already be pending.
+    const int32_t num_tokens = seq->num_known_tokens();
+    const int32_t num_output = num_tokens - seq->num_prompt_tokens;
+    if (num_output == 1 && out.last_token_us == 0) {
       metrics.ttft_s.observe((t1 - seq->request.arrival_us) * 1e-6);
     } else if (out.last_token_us > 0) {
       metrics.itl_s.observe((t1 - out.last_token_us) * 1e-6);
@@ -284,18 +370,16 @@ bool Engine::Impl::step() {
     RequestOutput delta;
     delta.seq_id = id;
     const TokenLogprobs* lp = seq->request.sampling.logprobs >= 0 ? &result.logprobs[i] : nullptr;
-    std::optional<FinishReason> reason =
-        out.on_token(result.sampled[i], lp, seq->num_output_tokens(), seq->num_tokens(),
-                     config.scheduler.max_model_len, delta);
+    std::optional<FinishReason> reason = out.on_token(result.sampled[i], lp, num_output, num_tokens,
+                                                      config.scheduler.max_model_len, delta);
     delta.num_prompt_tokens = seq->num_prompt_tokens;
-    delta.num_output_tokens = seq->num_output_tokens();
+    delta.num_output_tokens = num_output;
     if (reason) {
       finish(id, *reason, std::move(delta));
     } else {
       out.stream().push(std::move(delta));
     }
   }
-  return true;
 }
 
 void Engine::Impl::publish_gauges() {
@@ -328,7 +412,7 @@ void Engine::Impl::loop() {
       std::unique_lock<std::mutex> lock(mu);
       if (stop_requested) break;
     }
-    const bool worked = scheduler->has_work() && step();
+    const bool worked = (scheduler->has_work() || in_flight) && step();
     publish_gauges();
 #ifndef NDEBUG
     scheduler->check_invariants();
@@ -342,6 +426,10 @@ void Engine::Impl::loop() {
       cv.wait_for(lock, std::chrono::microseconds(wait_us),
                   [&] { return !inbox.empty() || stop_requested; });
     }
+  }
+  if (in_flight) {  // its tokens go out before the aborts
+    complete(*in_flight);
+    in_flight.reset();
   }
   // Abort whatever is left so no client waits forever.
   std::vector<SeqId> left;

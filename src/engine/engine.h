@@ -18,6 +18,11 @@ namespace loom {
 
 struct EngineConfig {
   SchedulerConfig scheduler;  // num_device_blocks / num_host_blocks are filled from the backend
+  // Plan and launch step N+1 while the device runs step N (backends that support it, and only
+  // while no live request uses penalties or logprobs): the CPU's scheduling, batch building,
+  // detokenization and streaming leave the critical path. A sequence that stops at step N
+  // (EOS, a stop string) has computed one more token in step N+1, which is dropped.
+  bool overlap_steps = true;
 };
 
 enum class SubmitErrorCode {

@@ -81,25 +81,81 @@ void ModelRunner::append_padding_rows(int32_t num_rows, ForwardBatch& b,
 
 void ModelRunner::execute(const StepPlan& plan, std::span<SampleInput> rows,
                           std::span<SampleOutput> out) {
+  launch(plan, rows);
+  finish(out);
+}
+
+void ModelRunner::mark_pending_tokens(const StepPlan& plan) {
+  batch_.pending_tokens.clear();
+  for (size_t i = 0; i < plan.seqs.size(); ++i) {
+    const int32_t last = batch_.query_start[i + 1] - 1;
+    for (int32_t t = batch_.query_start[i]; t <= last; ++t) {
+      if (batch_.tokens[t] != kPendingToken) continue;
+      auto it = last_rows_.find(plan.seqs[i].id);
+      LOOM_CHECK(t == last && it != last_rows_.end(),
+                 "seq %lld: token %d is pending but not the last step's sample",
+                 static_cast<long long>(plan.seqs[i].id), t);
+      batch_.pending_tokens.push_back({t, it->second});
+    }
+  }
+  LOOM_CHECK(batch_.pending_tokens.empty() || backend_.supports_overlap(),
+             "pending tokens on a backend without overlapped steps");
+}
+
+void ModelRunner::launch(const StepPlan& plan, std::span<SampleInput> rows) {
   if (!plan.swap_out.empty()) backend_.swap_out(plan.swap_out);
   if (!plan.swap_in.empty()) backend_.swap_in(plan.swap_in);
   if (!plan.copies.empty()) backend_.copy_blocks(plan.copies);
-  if (plan.seqs.empty()) return;
+  LOOM_CHECK(launched_.size() < 2, "a third step launched");
+  Launched l;
+  l.num_rows = rows.size();
+  if (plan.seqs.empty()) {
+    LOOM_CHECK(rows.empty());
+    launched_.push_back(std::move(l));
+    last_rows_.clear();
+    return;
+  }
   build_batch(plan, block_size_, batch_);
   const size_t num_rows = batch_.logits_rows.size();
-  LOOM_CHECK(rows.size() == num_rows && out.size() == num_rows,
-             "%zu rows to sample, %zu inputs, %zu outputs", num_rows, rows.size(), out.size());
+  LOOM_CHECK(rows.size() == num_rows, "%zu rows to sample, %zu inputs", num_rows, rows.size());
+  mark_pending_tokens(plan);
   append_padding_rows(plan.num_padding_rows, batch_, padding_sources_);
+  std::span<SampleInput> sampled = rows;
   if (!padding_sources_.empty()) {
     // Padding rows are sampled too (as padded static batching does); their tokens are dropped.
     padded_rows_.assign(rows.begin(), rows.end());
     for (int32_t r : padding_sources_) padded_rows_.push_back(rows[r]);
-    padded_out_.assign(padded_rows_.size(), SampleOutput{});
-    run_and_sample(padded_rows_, padded_out_);
-    std::move(padded_out_.begin(), padded_out_.begin() + num_rows, out.begin());
-    return;
+    sampled = padded_rows_;
   }
-  run_and_sample(rows, out);
+  l.num_sampled = sampled.size();
+  l.on_device = backend_.launch_sample(batch_, sampled);
+  if (!l.on_device) {
+    l.host_out.assign(sampled.size(), SampleOutput{});
+    run_and_sample(sampled, l.host_out);
+  }
+  last_rows_.clear();
+  int32_t r = 0;
+  for (const ScheduledSeq& s : plan.seqs)
+    if (s.sample) last_rows_[s.id] = r++;
+  launched_.push_back(std::move(l));
+}
+
+void ModelRunner::finish(std::span<SampleOutput> out) {
+  LOOM_CHECK(!launched_.empty(), "finish() without a launched step");
+  Launched l = std::move(launched_.front());
+  launched_.erase(launched_.begin());
+  LOOM_CHECK(out.size() == l.num_rows, "%zu outputs for %zu rows", out.size(), l.num_rows);
+  if (l.num_sampled == 0) return;
+  if (l.on_device) {
+    if (l.num_sampled == l.num_rows) {
+      backend_.finish_sample(out);
+      return;
+    }
+    l.host_out.assign(l.num_sampled, SampleOutput{});
+    backend_.finish_sample(l.host_out);
+  }
+  std::move(l.host_out.begin(), l.host_out.begin() + static_cast<std::ptrdiff_t>(l.num_rows),
+            out.begin());
 }
 
 void ModelRunner::run_and_sample(std::span<SampleInput> rows, std::span<SampleOutput> out) {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "backend/backend.h"
@@ -23,6 +24,16 @@ class ModelRunner {
   // backend samples on its device when it can (Backend::forward_sample), else the logits come to
   // the host and sample_token runs here.
   void execute(const StepPlan& plan, std::span<SampleInput> rows, std::span<SampleOutput> out);
+
+  // execute() in two halves (Backend::launch_sample): launch() does the block moves and
+  // enqueues the forward and the sampling; finish() waits for the oldest launched step and
+  // writes its tokens into `out` (rows.size() of its launch). On a backend that samples on the
+  // host, launch() does all the work. A plan's kPendingToken inputs (overlapped steps) must be
+  // tokens sampled by the step launched just before, and need a backend that
+  // supports_overlap(); they become the batch's pending_tokens. Rows sampled on the host must
+  // stay valid until finish().
+  void launch(const StepPlan& plan, std::span<SampleInput> rows);
+  void finish(std::span<SampleOutput> out);
   int32_t vocab_size() const { return vocab_size_; }
 
   // Exposed for tests: the batch the last execute() ran.
@@ -44,8 +55,19 @@ class ModelRunner {
   std::vector<int32_t> padding_sources_;
   std::vector<SampleInput> padded_rows_;
   std::vector<SampleOutput> padded_out_;
+  // Launched, unfinished steps, oldest first (at most two).
+  struct Launched {
+    size_t num_rows = 0;                 // rows of the plan (without padding rows)
+    size_t num_sampled = 0;              // rows the backend samples (with padding rows)
+    bool on_device = false;              // finish_sample gives the tokens; else host_out has them
+    std::vector<SampleOutput> host_out;  // [num_sampled]
+  };
+  std::vector<Launched> launched_;
+  // The sampled rows of the last launched step: sequence -> row (for pending tokens).
+  std::unordered_map<SeqId, int32_t> last_rows_;
 
   void run_and_sample(std::span<SampleInput> rows, std::span<SampleOutput> out);
+  void mark_pending_tokens(const StepPlan& plan);
 };
 
 }  // namespace loom

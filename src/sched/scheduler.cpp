@@ -100,46 +100,92 @@ void Scheduler::add(SeqId id, Request r, int64_t now_us) {
 }
 
 void Scheduler::update(const StepPlan& plan, const StepResult& result, int64_t now_us) {
+  commit(plan);
+  resolve(plan, result, now_us);
+}
+
+void Scheduler::commit(const StepPlan& plan) {
   LOOM_CHECK(plan.iteration == iteration_ && plan.seqs.size() == plan_entries_.size(),
-             "update() with a plan that is not the last one scheduled");
-  size_t r = 0;
+             "commit() of a plan that is not the last one scheduled");
+  LOOM_CHECK(in_flight_.empty() || in_flight_.back().iteration < plan.iteration,
+             "plan %lld committed twice", static_cast<long long>(plan.iteration));
+  LOOM_CHECK(in_flight_.size() < 2, "a third plan in flight");
+  InFlightPlan f;
+  f.iteration = plan.iteration;
+  f.entries = plan_entries_;
   for (size_t i = 0; i < plan.seqs.size(); ++i) {
     const ScheduledSeq& ss = plan.seqs[i];
     Entry& e = *plan_entries_[i];
     Sequence& s = e.seq;
     LOOM_CHECK(s.id == ss.id, "plan entry %zu changed", i);
-    if (ss.sample) {
-      LOOM_CHECK(r < result.ids.size() && result.ids[r] == ss.id,
-                 "result is missing the token of sequence %lld", static_cast<long long>(ss.id));
-    }
-    if (s.status != SeqStatus::kRunning) {  // finished between schedule() and update()
-      r += ss.sample ? 1 : 0;
+    ++e.plans_in_flight;
+    if (s.status != SeqStatus::kRunning) {  // finished between schedule() and commit()
+      if (ss.sample) f.pending_pos.push_back(-1);
       continue;
     }
     LOOM_CHECK(s.num_computed_tokens == ss.start_pos);
     s.num_computed_tokens += ss.num_new_tokens;
     if (ss.sample) {
       LOOM_CHECK(s.num_computed_tokens == s.num_tokens());
-      s.tokens.push_back(result.sampled[r++]);
-      if (s.num_output_tokens() == 1 && s.timings.first_token_us == 0) {
-        s.timings.first_token_us = now_us;
+      f.pending_pos.push_back(s.num_tokens());
+      s.tokens.push_back(kPendingToken);
+      ++s.num_pending_tokens;
+    }
+  }
+  in_flight_.push_back(std::move(f));
+}
+
+void Scheduler::resolve(const StepPlan& plan, const StepResult& result, int64_t now_us) {
+  LOOM_CHECK(!in_flight_.empty() && in_flight_.front().iteration == plan.iteration,
+             "resolve() of plan %lld out of commit order", static_cast<long long>(plan.iteration));
+  const InFlightPlan f = std::move(in_flight_.front());
+  in_flight_.erase(in_flight_.begin());
+  LOOM_CHECK(f.entries.size() == plan.seqs.size());
+  size_t r = 0;
+  for (size_t i = 0; i < plan.seqs.size(); ++i) {
+    const ScheduledSeq& ss = plan.seqs[i];
+    Entry& e = *f.entries[i];
+    Sequence& s = e.seq;
+    LOOM_CHECK(s.id == ss.id && e.plans_in_flight > 0, "plan entry %zu changed", i);
+    --e.plans_in_flight;
+    if (ss.sample) {
+      LOOM_CHECK(r < result.ids.size() && result.ids[r] == ss.id,
+                 "result is missing the token of sequence %lld", static_cast<long long>(ss.id));
+      const int32_t pos = f.pending_pos[r];
+      const TokenId token = result.sampled[r++];
+      // A finished sequence dropped its pending tokens; any other (running, or preempted while
+      // the step ran) keeps the token.
+      if (pos >= 0 && !s.finished()) {
+        LOOM_CHECK(pos == s.num_known_tokens() && s.tokens[pos] == kPendingToken,
+                   "seq %lld: token %d is not its oldest pending one", static_cast<long long>(s.id),
+                   pos);
+        s.tokens[pos] = token;
+        --s.num_pending_tokens;
+        if (pos == s.num_prompt_tokens && s.timings.first_token_us == 0) {
+          s.timings.first_token_us = now_us;
+        }
       }
     }
-    // Blocks that just became full (and computed) join the prefix cache.
-    const int32_t num_full = s.num_computed_tokens / config_.block_size;
-    if (num_full > e.num_registered_blocks) {
-      if (blocks_.prefix_caching()) {
-        const std::span<const TokenId> tokens(s.tokens.data(),
-                                              static_cast<size_t>(num_full) * config_.block_size);
-        blocks_.extend_hashes(tokens, e.block_hashes);
-        blocks_.register_blocks(s.block_table, tokens, e.block_hashes, e.num_registered_blocks,
-                                num_full);
-      }
-      e.num_registered_blocks = num_full;
-    }
+    if (s.status == SeqStatus::kRunning) register_full_blocks(e);
   }
   LOOM_CHECK(r == result.ids.size(), "result has %zu tokens, the plan sampled %zu",
              result.ids.size(), r);
+}
+
+// Blocks that are full of computed tokens with known ids join the prefix cache.
+void Scheduler::register_full_blocks(Entry& e) {
+  Sequence& s = e.seq;
+  const int32_t num_full =
+      std::min(s.num_computed_tokens, s.num_known_tokens()) / config_.block_size;
+  if (num_full <= e.num_registered_blocks) return;
+  if (blocks_.prefix_caching()) {
+    const std::span<const TokenId> tokens(s.tokens.data(),
+                                          static_cast<size_t>(num_full) * config_.block_size);
+    blocks_.extend_hashes(tokens, e.block_hashes);
+    blocks_.register_blocks(s.block_table, tokens, e.block_hashes, e.num_registered_blocks,
+                            num_full);
+  }
+  e.num_registered_blocks = num_full;
 }
 
 void Scheduler::finish(SeqId id, FinishReason reason, int64_t now_us) {
@@ -163,6 +209,9 @@ void Scheduler::finish(SeqId id, FinishReason reason, int64_t now_us) {
       break;
   }
   set_status(*e, SeqStatus::kFinished);
+  // Tokens still pending belong to steps after the end: they are dropped when they resolve.
+  s.tokens.resize(static_cast<size_t>(s.num_known_tokens()));
+  s.num_pending_tokens = 0;
   s.finish_reason = reason;
   s.timings.finished_us = now_us;
   if (e->batch_member) {

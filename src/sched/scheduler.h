@@ -5,6 +5,18 @@
 //   scheduler.finish(id, reason, now_us);     // for each sequence the engine decides is done
 // All calls on one thread (the engine's). Policies are fixed by SchedulerConfig at start-up.
 //
+// Overlapped steps (the engine plans step N+1 while the device runs step N): update() is then
+// split in two.
+//   plan = schedule(); (launch it); commit(plan);   // computed tokens advance; every sampled
+//                                                  // sequence gets a kPendingToken at its end
+//   ... schedule(), launch and commit the next plan ...
+//   resolve(plan, result);                         // the pending tokens get their ids
+// Plans are resolved in the order they were committed, at most two in flight. A decode whose
+// input is still pending is scheduled as usual (the backend reads the id on the device); a
+// sequence with a pending token is never prefilled, admitted or swapped in until it resolves;
+// a sequence whose pending tokens reach max_tokens is not scheduled again (the engine finishes
+// it when they resolve). update(plan, result) == commit(plan) + resolve(plan, result).
+//
 // One step (schedule), in order:
 //   1. Decodes of running sequences (1 token each), in priority order.
 //   2. Prefill chunks of running sequences still prefilling (chunked prefill on: as many tokens
@@ -50,7 +62,8 @@
 // by recompute is re-admitted before anything else; priority preemption is off.
 //
 // Lifetime: a finished sequence stays readable through find() until the next schedule(), whose
-// plan lists it in plan.finished.
+// plan lists it in plan.finished (or, when a plan in flight still holds it, the first
+// schedule() after that plan resolves).
 #pragma once
 
 #include <array>
@@ -87,6 +100,9 @@ class Scheduler {
 
   StepPlan schedule(int64_t now_us);
   void update(const StepPlan& plan, const StepResult& result, int64_t now_us);
+  void commit(const StepPlan& plan);
+  void resolve(const StepPlan& plan, const StepResult& result, int64_t now_us);
+  int32_t num_plans_in_flight() const { return static_cast<int32_t>(in_flight_.size()); }
   // Ends a sequence in any state and frees its blocks at once. Unknown or finished ids are ignored.
   void finish(SeqId id, FinishReason reason, int64_t now_us);
 
@@ -118,6 +134,14 @@ class Scheduler {
     int64_t entered_running_iter = -1;   // iteration of its last admission / swap-in
     bool batch_member = false;           // static / dynamic: part of the running batch
     bool admitted_once = false;
+    int32_t plans_in_flight = 0;  // committed, unresolved plans that hold it (keeps it alive)
+  };
+  // A committed plan waiting for its tokens: its entries, and for each sampled row the index
+  // of the pending token it fills (-1: the sequence had finished before the commit).
+  struct InFlightPlan {
+    int64_t iteration = 0;
+    std::vector<Entry*> entries;
+    std::vector<int32_t> pending_pos;
   };
   enum class Cause { kMemory, kPriority };
 
@@ -175,6 +199,9 @@ class Scheduler {
   std::vector<Entry*> prefill_entries_;
   std::vector<Entry*> plan_entries_;  // parallel to the last plan's seqs, for update()
   std::vector<SeqId> finished_since_plan_;
+  std::vector<SeqId> finished_held_;     // finished, but a plan in flight still holds them
+  std::vector<InFlightPlan> in_flight_;  // committed, unresolved plans, oldest first
+  void register_full_blocks(Entry& e);
   std::vector<BlockId> host_blocks_to_free_;  // swapped in this step: free from the next step
 
   // Counters.

@@ -99,6 +99,8 @@ void Scheduler::admit_from(WaitingQueue& queue, bool allow_priority_preemption, 
   while (!queue.empty()) {
     Entry& e = *entry(queue.front().id);
     Sequence& s = e.seq;
+    // Preempted by recompute while its last step ran: its prefill needs that token's id.
+    if (s.num_pending_tokens > 0) return;
     // Swapped sequences go back in first, unless this one outranks all of them.
     if (!swapped_.empty() && s.request.priority >= swapped_.front()->seq.request.priority) return;
     // Token budget (a batch being formed takes its members now and prefills them over steps).

@@ -11,14 +11,23 @@ StepPlan Scheduler::schedule(int64_t now_us) {
   StepPlan plan;
   plan.iteration = ++iteration_;
   // Sequences finished since the last plan leave for good now: the engine has read them.
+  // Those a plan in flight still holds stay until it resolves.
   plan.finished.swap(finished_since_plan_);
-  for (SeqId id : plan.finished) {
+  std::vector<SeqId> held;
+  auto release = [&](SeqId id) {
     auto it = entries_.find(id);
+    if (it->second.plans_in_flight > 0) {
+      held.push_back(id);
+      return;
+    }
     const Sequence& s = it->second.seq;
     --num_by_status_tier_[static_cast<size_t>(SeqStatus::kFinished)]
                          [static_cast<size_t>(tier_of_priority(s.request.priority))];
     entries_.erase(it);
-  }
+  };
+  for (SeqId id : finished_held_) release(id);
+  for (SeqId id : plan.finished) release(id);
+  finished_held_.swap(held);
   // Host blocks swapped in by the last plan were read by its swap_in copies; reusable now.
   for (BlockId b : host_blocks_to_free_) blocks_.host().free(b);
   host_blocks_to_free_.clear();
@@ -77,7 +86,11 @@ void Scheduler::schedule_running_decodes() {
   // Victims are taken from the back of running_, so indices before i never shift.
   for (size_t i = 0; i < running_.size() && budget_left_ > 0; ++i) {
     Entry& e = *running_[i];
-    if (e.seq.num_tokens() - e.seq.num_computed_tokens != 1) continue;
+    const Sequence& s = e.seq;
+    if (s.num_tokens() - s.num_computed_tokens != 1) continue;
+    // Its last pending token is its last token: it finishes when that resolves.
+    if (s.num_pending_tokens > 0 && s.num_output_tokens() >= s.request.sampling.max_tokens)
+      continue;
     schedule_tokens(e, 1, /*allow_preempt=*/true);
   }
 }
@@ -99,6 +112,12 @@ void Scheduler::schedule_running_prefills() {
 bool Scheduler::schedule_tokens(Entry& e, int32_t num_tokens, bool allow_preempt) {
   Sequence& s = e.seq;
   LOOM_CHECK(num_tokens >= 1 && e.scheduled_iter != iteration_);
+  // Only a decode may read a pending token (the backend fills it on the device); every plan
+  // before this one has resolved but the last, so at most one is pending.
+  LOOM_CHECK(s.num_pending_tokens == 0 ||
+                 (s.num_pending_tokens == 1 && s.num_tokens() - s.num_computed_tokens == 1),
+             "seq %lld: %d tokens scheduled, %d pending", static_cast<long long>(s.id), num_tokens,
+             s.num_pending_tokens);
   int32_t need = blocks_.blocks_for(static_cast<int64_t>(s.num_computed_tokens) + num_tokens);
   while (!blocks_.grow(s.block_table, need)) {
     if (!allow_preempt) {
@@ -208,6 +227,7 @@ void Scheduler::swap_in_sequences() {
   while (!swapped_.empty() && static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
     Entry& e = *swapped_.front();
     Sequence& s = e.seq;
+    if (s.num_pending_tokens > 0) break;  // swapped out while its last step ran: next step
     // Room for its K/V and the block of its next token, keeping the admission reserve unless
     // nothing else runs.
     const int32_t need = blocks_.blocks_for(static_cast<int64_t>(s.num_computed_tokens) + 1);

@@ -93,7 +93,12 @@ class FakeRunner {
     }
     uint64_t h = 0x1234;
     for (int32_t p = 0; p < end; ++p) {
-      h = mix(h, s.tokens[static_cast<size_t>(p)]);
+      // A pending token (overlapped steps) is what this runner sampled there; a device fills
+      // it in the same way before the forward reads it.
+      const TokenId t = s.tokens[static_cast<size_t>(p)];
+      LOOM_CHECK(t != kPendingToken || p >= s.num_known_tokens(), "seq %lld: pending token %d",
+                 (long long)ss.id, p);
+      h = mix(h, t == kPendingToken ? fake_token(ss.id, p) : t);
       if (p < ss.start_pos) {
         LOOM_CHECK(slot(ss, p) == h, "seq %lld: K/V at position %d is not what its tokens computed",
                    (long long)ss.id, p);

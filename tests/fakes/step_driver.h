@@ -1,6 +1,8 @@
 // Drives a Scheduler with the FakeRunner the way the engine does:
 //   schedule -> fake execute -> update -> finish(kLength) at max_tokens (or kStop at a chosen
 //   output length) -> check_invariants()
+// or, overlapped (as the engine with Backend::supports_overlap): schedule step N+1 ->
+//   fake execute -> commit -> resolve step N -> finishes of step N's sequences.
 // and records, per iteration, the running / waiting / swapped sets right after schedule() and
 // what the plan scheduled, for table-driven tests.
 #pragma once
@@ -53,8 +55,11 @@ inline Request make_request(int32_t num_prompt, int32_t max_tokens, int32_t prio
 
 class StepDriver {
  public:
-  StepDriver(Scheduler& sched, bool verify = true, int64_t step_us = 1000)
-      : sched_(sched), runner_(sched.config(), verify), step_us_(step_us) {}
+  StepDriver(Scheduler& sched, bool verify = true, int64_t step_us = 1000, bool overlapped = false)
+      : sched_(sched),
+        runner_(sched.config(), verify),
+        step_us_(step_us),
+        overlapped_(overlapped) {}
 
   // Queues a request now; aborts if the scheduler would refuse it (tests check refusals
   // through check_request / check_queue_room directly).
@@ -77,7 +82,7 @@ class StepDriver {
   bool step() {
     const int64_t iteration = sched_.stats().iteration + 1;
     if (hook_) hook_(iteration);
-    if (!sched_.has_work()) return false;
+    if (!sched_.has_work() && in_flight_.empty()) return false;
     StepPlan plan = sched_.schedule(now_us_);
     IterationRecord rec;
     rec.iteration = plan.iteration;
@@ -87,7 +92,10 @@ class StepDriver {
       if (s->status == SeqStatus::kWaiting) rec.waiting.push_back(id);
       if (s->status == SeqStatus::kSwapped) rec.swapped.push_back(id);
     }
-    for (const ScheduledSeq& ss : plan.seqs) rec.scheduled.emplace_back(ss.id, ss.num_new_tokens);
+    for (const ScheduledSeq& ss : plan.seqs) {
+      rec.scheduled.emplace_back(ss.id, ss.num_new_tokens);
+      num_pending_inputs_ += ss.new_tokens.back() == kPendingToken ? 1 : 0;
+    }
     rec.num_tokens = plan.num_tokens;
     rec.num_padding_rows = plan.num_padding_rows;
     rec.preempted = plan.preempted;
@@ -95,19 +103,19 @@ class StepDriver {
     rec.num_swap_in = plan.swap_in.size();
     sched_.check_invariants();
     StepResult result = runner_.execute(plan, sched_);
-    now_us_ += step_us_;
-    sched_.update(plan, result, now_us_);
-    for (const ScheduledSeq& ss : plan.seqs) {
-      if (!ss.sample) continue;
-      const Sequence* s = sched_.find(ss.id);
-      auto stop = stop_after_.find(ss.id);
-      if (s->num_output_tokens() >= s->request.sampling.max_tokens) {
-        sched_.finish(ss.id, FinishReason::kLength, now_us_);
-        record_finish(ss.id);
-      } else if (stop != stop_after_.end() && s->num_output_tokens() >= stop->second) {
-        sched_.finish(ss.id, FinishReason::kStop, now_us_);
-        record_finish(ss.id);
-      }
+    if (!overlapped_) {
+      now_us_ += step_us_;
+      sched_.update(plan, result, now_us_);
+      finish_done(plan);
+    } else if (plan.seqs.empty()) {
+      // Nothing launched: the steps in flight are read first (as the engine does).
+      while (!in_flight_.empty()) resolve_oldest();
+      now_us_ += step_us_;
+      sched_.update(plan, result, now_us_);
+    } else {
+      sched_.commit(plan);
+      in_flight_.push_back({std::move(plan), std::move(result)});
+      if (in_flight_.size() == 2) resolve_oldest();
     }
     sched_.check_invariants();
     history_.push_back(std::move(rec));
@@ -126,14 +134,46 @@ class StepDriver {
   const std::vector<IterationRecord>& history() const { return history_; }
   const std::map<SeqId, FinishedRecord>& finished() const { return finished_; }
   const FakeRunner& runner() const { return runner_; }
+  // Overlapped: decodes scheduled while their input token was still pending.
+  int64_t num_pending_inputs() const { return num_pending_inputs_; }
 
  private:
+  // Finishes the plan's sampled sequences that reached max_tokens or their stop length; the
+  // counts are of known tokens (later steps' may be pending), and never pass the limit.
+  void finish_done(const StepPlan& plan) {
+    for (const ScheduledSeq& ss : plan.seqs) {
+      if (!ss.sample) continue;
+      const Sequence* s = sched_.find(ss.id);
+      if (s == nullptr || s->finished()) continue;
+      const int32_t num_output = s->num_known_tokens() - s->num_prompt_tokens;
+      const int32_t max_tokens = s->request.sampling.max_tokens;
+      auto stop = stop_after_.find(ss.id);
+      LOOM_CHECK(num_output <= max_tokens, "seq %lld: %d tokens of %d", (long long)ss.id,
+                 num_output, max_tokens);
+      if (num_output == max_tokens) {
+        sched_.finish(ss.id, FinishReason::kLength, now_us_);
+        record_finish(ss.id);
+      } else if (stop != stop_after_.end() && num_output >= stop->second) {
+        sched_.finish(ss.id, FinishReason::kStop, now_us_);
+        record_finish(ss.id);
+      }
+    }
+  }
+  void resolve_oldest() {
+    InFlight f = std::move(in_flight_.front());
+    in_flight_.erase(in_flight_.begin());
+    now_us_ += step_us_;
+    sched_.resolve(f.plan, f.result, now_us_);
+    finish_done(f.plan);
+  }
+
   void record_finish(SeqId id) {
     const Sequence* s = sched_.find(id);
     if (s == nullptr || !live_.count(id)) return;
     FinishedRecord f;
     f.reason = s->finish_reason.value_or(FinishReason::kError);
     f.num_prompt_tokens = s->num_prompt_tokens;
+    LOOM_CHECK(s->num_pending_tokens == 0, "seq %lld finished with pending tokens", (long long)id);
     f.output.assign(s->tokens.begin() + s->num_prompt_tokens, s->tokens.end());
     f.num_preemptions = s->timings.num_preemptions;
     f.num_cached_prompt_tokens = s->num_cached_prompt_tokens;
@@ -145,6 +185,13 @@ class StepDriver {
   Scheduler& sched_;
   FakeRunner runner_;
   int64_t step_us_;
+  bool overlapped_;
+  struct InFlight {
+    StepPlan plan;
+    StepResult result;
+  };
+  std::vector<InFlight> in_flight_;  // overlapped: committed, unresolved steps (at most 2)
+  int64_t num_pending_inputs_ = 0;
   int64_t now_us_ = 1000000;
   std::set<SeqId> live_;
   std::map<SeqId, int32_t> stop_after_;

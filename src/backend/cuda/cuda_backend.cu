@@ -9,6 +9,7 @@
 #include "backend/cuda/gemv.cuh"
 #include "backend/cuda/graph_cache.cuh"
 #include "backend/cuda/pdl_launch.cuh"
+#include "backend/cuda/pending_tokens.cuh"
 #include "backend/cuda/random_fill.cuh"
 #include "backend/cuda/rmsnorm.cuh"
 #include "backend/cuda/rope_kv.cuh"
@@ -83,7 +84,10 @@ CudaBackend::~CudaBackend() {
         static_cast<void*>(gate_up_.ptr), static_cast<void*>(act_.ptr),
         static_cast<void*>(rows_h_.ptr), static_cast<void*>(ids_.ptr)})
     if (p) cudaFree(p);
-  if (meta_host_) cudaFreeHost(meta_host_);
+  for (int slot = 0; slot < 2; ++slot) {
+    if (meta_host_[slot]) cudaFreeHost(meta_host_[slot]);
+    if (meta_uploaded_[slot]) cudaEventDestroy(meta_uploaded_[slot]);
+  }
   if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -121,6 +125,8 @@ Status CudaBackend::init(std::shared_ptr<const ModelFile> weights) {
       cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, options_.device));
   set_pdl_enabled(options_.pdl && cc_major >= 9);
   LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  for (cudaEvent_t& e : meta_uploaded_)
+    LOOM_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
   gemm_ = std::make_unique<Gemm>();
 
   const int64_t H = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
@@ -315,23 +321,29 @@ CudaBackend::StepInputs CudaBackend::stage_inputs(const ForwardBatch& b, int32_t
   const int32_t num_tiles = static_cast<int32_t>(prefill_tiles_.size());
   if (num_tiles > 0) mark_prefill_tokens(prefill_tiles_, T, skip_flags_);
 
-  // Slots (int64) first, then int32 arrays, then the tiles and the skip bytes; one pinned
-  // buffer, one copy.
+  // Slots (int64) first, then int32 arrays, then the tiles, the skip bytes and the pending
+  // tokens' (index, prev_row) pairs; one pinned buffer, one copy.
   const int64_t skip_words = num_tiles > 0 ? ceil_div(T, 4) : 0;
-  const int64_t n32 =
+  const int32_t num_pending = static_cast<int32_t>(b.pending_tokens.size());
+  const int64_t pending_at =  // in int32 words past the slots
       3 * int64_t{T} + R + int64_t{S} * stride + 3 * int64_t{num_tiles} + skip_words;
+  const int64_t n32 = pending_at + 2 * int64_t{num_pending};
   const int64_t words = T + (n32 + 1) / 2;
-  if (meta_host_capacity_ < words) {
-    LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    if (meta_host_) LOOM_CUDA_CHECK(cudaFreeHost(meta_host_));
-    meta_host_capacity_ = std::max<int64_t>(words, meta_host_capacity_ * 3 / 2);
-    LOOM_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&meta_host_),
-                                  static_cast<size_t>(meta_host_capacity_) * 8,
+  // This slot's last upload (two steps ago) must be done before its buffer is rewritten.
+  const int slot = static_cast<int>(steps_staged_++ % 2);
+  LOOM_CUDA_CHECK(cudaEventSynchronize(meta_uploaded_[slot]));
+  if (meta_host_capacity_[slot] < words) {
+    if (meta_host_[slot]) LOOM_CUDA_CHECK(cudaFreeHost(meta_host_[slot]));
+    meta_host_[slot] = nullptr;
+    meta_host_capacity_[slot] = std::max<int64_t>(words, meta_host_capacity_[slot] * 3 / 2);
+    LOOM_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&meta_host_[slot]),
+                                  static_cast<size_t>(meta_host_capacity_[slot]) * 8,
                                   cudaHostAllocDefault));
   }
   ensure(meta_dev_, words);
-  int64_t* slots = meta_host_;
-  int32_t* h32 = reinterpret_cast<int32_t*>(meta_host_ + T);
+  int64_t* const host = meta_host_[slot];
+  int64_t* slots = host;
+  int32_t* h32 = reinterpret_cast<int32_t*>(host + T);
   int32_t *tokens = h32, *positions = h32 + T, *seq_of = h32 + 2 * T, *rows = h32 + 3 * T;
   int32_t* tables = h32 + 3 * T + R;
   std::memcpy(slots, b.slot_mapping.data(), static_cast<size_t>(T0) * 8);
@@ -368,8 +380,22 @@ CudaBackend::StepInputs CudaBackend::stage_inputs(const ForwardBatch& b, int32_t
     std::memcpy(tiles32, prefill_tiles_.data(), prefill_tiles_.size() * sizeof(PrefillTile));
     std::memcpy(tiles32 + 3 * num_tiles, skip_flags_.data(), static_cast<size_t>(T));
   }
-  LOOM_CUDA_CHECK(cudaMemcpyAsync(meta_dev_.ptr, meta_host_, static_cast<size_t>(words) * 8,
+  int32_t* pairs = h32 + pending_at;  // [num_pending][2]
+  for (int32_t i = 0; i < num_pending; ++i) {
+    pairs[2 * i] = b.pending_tokens[i].index;
+    pairs[2 * i + 1] = b.pending_tokens[i].prev_row;
+  }
+  LOOM_CUDA_CHECK(cudaMemcpyAsync(meta_dev_.ptr, host, static_cast<size_t>(words) * 8,
                                   cudaMemcpyHostToDevice, stream_));
+  LOOM_CUDA_CHECK(cudaEventRecord(meta_uploaded_[slot], stream_));
+  // Pending tokens (kPendingToken in the upload) get the ids the previous launch_sample's
+  // sampler wrote; stream order puts this after that sampler and this upload, and before the
+  // layers or the graph, which read the tokens from meta_dev_.
+  if (num_pending > 0) {
+    int32_t* d_tokens = reinterpret_cast<int32_t*>(meta_dev_.ptr + T);
+    launch_fill_pending_tokens(d_tokens, d_tokens + pending_at, num_pending, sampler_->device_ids(),
+                               stream_);
+  }
   in.slots = meta_dev_.ptr;
   const int32_t* d32 = reinterpret_cast<const int32_t*>(meta_dev_.ptr + T);
   in.tokens = d32;
@@ -394,6 +420,18 @@ CudaBackend::StepInputs CudaBackend::stage_inputs(const ForwardBatch& b, int32_t
 
 void CudaBackend::run_layers(const ForwardBatch& b) {
   check_forward_batch(b, cache_shape_.block_size, num_device_blocks_, config_.vocab_size);
+  if (!b.pending_tokens.empty()) {
+    // Their ids are in the sampler's device buffer only for device-sampled rows of the launch
+    // just before this one.
+    LOOM_CHECK(sampler_ != nullptr && last_step_sampled_,
+               "%zu pending tokens, but the previous step was not a launch_sample",
+               b.pending_tokens.size());
+    for (const PendingToken& p : b.pending_tokens)
+      LOOM_CHECK(sampler_->last_row_on_device(p.prev_row),
+                 "pending token %d: row %d of the previous step (%d rows) has no token on the "
+                 "device (out of range, or a logprobs row sampled on the host)",
+                 p.index, p.prev_row, sampler_->last_rows());
+  }
   if (!graphable(b)) {
     const StepInputs in = stage_inputs(b, 0, b.max_blocks_per_seq);
     reserve_activations(
@@ -547,6 +585,8 @@ void CudaBackend::launch_layers(const StepInputs& in) {
 }
 
 void CudaBackend::forward(const ForwardBatch& batch, float* logits) {
+  LOOM_CHECK(batch.pending_tokens.empty(), "forward: pending tokens are for launch_sample only");
+  last_step_sampled_ = false;
   run_layers(batch);
   const size_t n = batch.logits_rows.size() * static_cast<size_t>(config_.vocab_size);
   if (n > 0)
@@ -556,17 +596,47 @@ void CudaBackend::forward(const ForwardBatch& batch, float* logits) {
 
 bool CudaBackend::forward_sample(const ForwardBatch& batch, std::span<const SampleInput> rows,
                                  std::span<SampleOutput> out) {
-  LOOM_CHECK(rows.size() == batch.logits_rows.size() && out.size() == rows.size());
-  run_layers(batch);
-  const int32_t R = static_cast<int32_t>(rows.size());
-  if (!sampler_ || sampler_->max_rows() < R)
-    sampler_ = std::make_unique<DeviceSampler>(config_.vocab_size,
-                                               std::max({R, options_.max_num_seqs, 1}));
-  sampler_->sample(logits_.ptr, rows, out, stream_);
+  LOOM_CHECK(out.size() == rows.size(), "forward_sample: %zu rows, %zu outputs", rows.size(),
+             out.size());
+  LOOM_CHECK(!sampler_ || sampler_->in_flight() == 0,
+             "forward_sample with %d launched steps unfinished", sampler_->in_flight());
+  launch_sample(batch, rows);
+  finish_sample(out);
   return true;
 }
 
+bool CudaBackend::launch_sample(const ForwardBatch& batch, std::span<const SampleInput> rows) {
+  LOOM_CHECK(rows.size() == batch.logits_rows.size(), "launch_sample: %zu rows, %zu logits rows",
+             rows.size(), batch.logits_rows.size());
+  const int32_t R = static_cast<int32_t>(rows.size());
+  if (!sampler_ || sampler_->max_rows() < R) {
+    // A new sampler holds no ids of the previous step, and the launches in flight on the old one
+    // could not be finished.
+    LOOM_CHECK(batch.pending_tokens.empty(),
+               "launch_sample: %zu pending tokens, but the sampler %s", batch.pending_tokens.size(),
+               sampler_ ? "must be re-created for more rows" : "does not exist yet");
+    LOOM_CHECK(!sampler_ || sampler_->in_flight() == 0,
+               "launch_sample: the sampler must grow to %d rows with %d steps in flight", R,
+               sampler_->in_flight());
+    sampler_ = std::make_unique<DeviceSampler>(config_.vocab_size,
+                                               std::max({R, options_.max_num_seqs, 1}));
+  }
+  LOOM_CHECK(sampler_->in_flight() < 2, "launch_sample: two steps in flight already");
+  run_layers(batch);
+  sampler_->launch(logits_.ptr, rows, stream_);
+  last_step_sampled_ = true;
+  return true;
+}
+
+void CudaBackend::finish_sample(std::span<SampleOutput> out) {
+  LOOM_CHECK(sampler_ != nullptr && sampler_->in_flight() > 0, "finish_sample: no step in flight");
+  sampler_->finish(out);
+}
+
 void CudaBackend::forward_greedy(const ForwardBatch& batch, int32_t* token_ids) {
+  LOOM_CHECK(batch.pending_tokens.empty(),
+             "forward_greedy: pending tokens are for launch_sample only");
+  last_step_sampled_ = false;
   run_layers(batch);
   const int32_t R = static_cast<int32_t>(batch.logits_rows.size());
   launch_argmax(logits_.ptr, R, config_.vocab_size, ids_.ptr, stream_);

@@ -34,14 +34,24 @@ class CudaBackend final : public Backend {
   KvPoolInfo kv_pool() const override;
   void forward(const ForwardBatch& batch, float* logits) override;
   // Samples on the GPU (device_sampler.cuh): only token ids come back, except for rows that ask
-  // for logprobs, whose logits row is copied and sampled on the host.
+  // for logprobs, whose logits row is copied and sampled on the host. launch_sample +
+  // finish_sample, with nothing else in flight.
   bool forward_sample(const ForwardBatch& batch, std::span<const SampleInput> rows,
                       std::span<SampleOutput> out) override;
+  // Overlapped steps: launch_sample enqueues the upload, the pending tokens' fill
+  // (pending_tokens.cuh), the layers and the sampler, and returns; finish_sample waits for the
+  // oldest launch's event. A pending token must name a row of the previous launch_sample that
+  // was sampled on the device: a row that asks for logprobs is decided on the host, in
+  // finish_sample, so the step after it cannot read its token (LOOM_CHECK).
+  bool launch_sample(const ForwardBatch& batch, std::span<const SampleInput> rows) override;
+  void finish_sample(std::span<SampleOutput> out) override;
+  bool supports_overlap() const override { return true; }
   void swap_out(std::span<const BlockCopy> copies) override;
   void swap_in(std::span<const BlockCopy> copies) override;
   void copy_blocks(std::span<const BlockCopy> copies) override;
 
-  // Runs the forward and samples greedily on the GPU: only R token ids come back.
+  // Runs the forward and samples greedily on the GPU: only R token ids come back. Like forward(),
+  // takes no pending tokens.
   void forward_greedy(const ForwardBatch& batch, int32_t* token_ids);
   cudaStream_t stream() const { return stream_; }
   const ModelConfig& config() const { return config_; }
@@ -84,10 +94,13 @@ class CudaBackend final : public Backend {
   };
   // Leaves logits_ filled for batch.logits_rows (row i of logits_ = logits_rows[i]); pure decode
   // steps replay a captured graph (graph_cache.cuh), others launch their kernels one by one.
+  // Pending tokens (launch_sample only) are filled from the sampler's device ids of the previous
+  // launch before the layers (or the graph) read the tokens.
   void run_layers(const ForwardBatch& batch);
   bool graphable(const ForwardBatch& batch) const;
   // Uploads the batch's metadata, padded to `pad_to` one-token rows (0: none) with block tables
-  // of `stride` entries, and picks the attention split.
+  // of `stride` entries, fills its pending tokens on the device (launch_fill_pending_tokens)
+  // and picks the attention split.
   StepInputs stage_inputs(const ForwardBatch& batch, int32_t pad_to, int32_t stride);
   void launch_layers(const StepInputs& in);
 
@@ -110,17 +123,27 @@ class CudaBackend final : public Backend {
   uint8_t* kv_cache_ = nullptr;    // blocks of cache_shape_.block_bytes() bytes
   std::unique_ptr<KvSwapPool> swap_;
 
-  // Per-step inputs: one pinned staging buffer, one upload.
+  // Per-step inputs: one pinned staging buffer, one upload. Two staging buffers, used in turn
+  // (slot = staged steps % 2): with overlapped steps the upload of step N+1 may still be queued
+  // when step N+2 is staged. Each slot's event is recorded after its upload, and staging into a
+  // slot waits for it (already complete when the launches follow Backend's protocol: finish N,
+  // which comes before launch N+2, waited for an event recorded after N's upload). The device
+  // side stays single: its readers and the next upload are ordered on stream_.
   DeviceArray<int64_t> meta_dev_;
-  int64_t* meta_host_ = nullptr;
-  int64_t meta_host_capacity_ = 0;
+  int64_t* meta_host_[2] = {nullptr, nullptr};
+  int64_t meta_host_capacity_[2] = {0, 0};  // 8-byte words
+  cudaEvent_t meta_uploaded_[2] = {nullptr, nullptr};
+  uint64_t steps_staged_ = 0;
   // Activations, grown on demand (a growth synchronises once).
   DeviceArray<float> x_, delta_, qkv_, q_, logits_, attn_ws_;
   DeviceArray<bf16> h_, attn_out_, gate_up_, act_, rows_h_;
   DeviceArray<int32_t> ids_;
   uint64_t buffers_generation_ = 0;  // bumped whenever a buffer above moves
 
-  std::unique_ptr<DeviceSampler> sampler_;  // created on the first forward_sample
+  std::unique_ptr<DeviceSampler> sampler_;  // created on the first launch_sample
+  // Whether the last step was a launch_sample (not forward / forward_greedy): pending tokens
+  // read that launch's device ids.
+  bool last_step_sampled_ = false;
   GraphCache graphs_;
   std::vector<PrefillTile> prefill_tiles_;  // per step, reused
   std::vector<uint8_t> skip_flags_;

@@ -20,7 +20,8 @@ struct Variant {
   bool caching;
 };
 
-SchedulerStats run_random(const Variant& v, uint32_t seed) {
+SchedulerStats run_random(const Variant& v, uint32_t seed, bool overlapped = false,
+                          int64_t* pending_inputs = nullptr) {
   std::mt19937 rng(seed);
   SchedulerConfig c = small_config();
   c.num_device_blocks = 12 + static_cast<int32_t>(rng() % 12);
@@ -40,7 +41,7 @@ SchedulerStats run_random(const Variant& v, uint32_t seed) {
   c.kv_bytes_per_block = 1000;
   c.recompute_tokens_per_us = 0.2 + (rng() % 4) * 0.5;
   Scheduler s(c);
-  StepDriver d(s);
+  StepDriver d(s, /*verify=*/true, /*step_us=*/1000, overlapped);
   const int32_t capacity = c.num_device_blocks * c.block_size;
   SeqId next_id = 1;
   std::vector<SeqId> ids;
@@ -70,11 +71,13 @@ SchedulerStats run_random(const Variant& v, uint32_t seed) {
   EXPECT_LT(n, 20000) << "did not drain (seed " << seed << ")";
   expect_drained(s, d);
   EXPECT_EQ(static_cast<size_t>(next_id - 1), d.finished().size());
+  if (pending_inputs) *pending_inputs += d.num_pending_inputs();
   return s.stats();
 }
 
-TEST(SchedRandom, EveryPolicyCombinationDrainsAndKeepsOutputs) {
+void run_all_combinations(bool overlapped) {
   int runs = 0;
+  int64_t pending_inputs = 0;
   SchedulerStats total;
   for (BatchingMode b : {BatchingMode::kContinuous, BatchingMode::kStatic, BatchingMode::kDynamic})
     for (AdmissionPolicy a :
@@ -88,8 +91,8 @@ TEST(SchedRandom, EveryPolicyCombinationDrainsAndKeepsOutputs) {
                            << batching_mode_name(b) << " " << admission_policy_name(a) << " "
                            << preemption_mode_name(p) << " chunked=" << chunked
                            << " caching=" << caching << " seed=" << seed);
-              const SchedulerStats st =
-                  run_random({b, a, p, chunked, caching}, seed * 7919u + runs);
+              const SchedulerStats st = run_random({b, a, p, chunked, caching}, seed * 7919u + runs,
+                                                   overlapped, &pending_inputs);
               total.num_preemptions_recompute += st.num_preemptions_recompute;
               total.num_preemptions_swap += st.num_preemptions_swap;
               total.num_preemptions_for_priority += st.num_preemptions_for_priority;
@@ -105,12 +108,25 @@ TEST(SchedRandom, EveryPolicyCombinationDrainsAndKeepsOutputs) {
   EXPECT_GT(total.num_preemptions_for_priority, 0);
   EXPECT_GT(total.num_swap_fallbacks, 0);
   EXPECT_GT(total.prefix_hit_tokens, 0);
+  EXPECT_EQ(pending_inputs > 0, overlapped);
   std::printf(
       "random runs: %d, admitted %lld, preemptions recompute %lld swap %lld priority %lld, "
-      "swap fallbacks %lld, prefix hit tokens %lld\n",
+      "swap fallbacks %lld, prefix hit tokens %lld, decodes of pending tokens %lld\n",
       runs, (long long)total.num_admitted, (long long)total.num_preemptions_recompute,
       (long long)total.num_preemptions_swap, (long long)total.num_preemptions_for_priority,
-      (long long)total.num_swap_fallbacks, (long long)total.prefix_hit_tokens);
+      (long long)total.num_swap_fallbacks, (long long)total.prefix_hit_tokens,
+      (long long)pending_inputs);
+}
+
+TEST(SchedRandom, EveryPolicyCombinationDrainsAndKeepsOutputs) {
+  run_all_combinations(/*overlapped=*/false);
+}
+
+// The same with step N+1 planned and committed before step N resolves (Scheduler::commit /
+// resolve): preemption, swaps, aborts and finishes hit sequences whose last token is pending,
+// and outputs must still be exactly the runner's tokens, no more (the driver checks lengths).
+TEST(SchedRandom, OverlappedStepsDrainAndKeepOutputs) {
+  run_all_combinations(/*overlapped=*/true);
 }
 
 }  // namespace

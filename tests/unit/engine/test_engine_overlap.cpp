@@ -1,0 +1,182 @@
+// Overlapped steps (EngineConfig::overlap_steps): the engine plans and launches step N+1 while
+// step N runs, with step N+1's decode inputs filled by the backend from step N's samples. The
+// fake backend samples ids that depend only on a row's input token and position, so every
+// request must get exactly the same tokens, text, finish reason and counts as with serial
+// steps: a pending token filled from the wrong row, a token past a stop, or a lost one changes
+// them.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "fakes/timed_backend.h"
+#include "tokenizer/tokenizer_json.h"
+
+namespace loom {
+namespace {
+
+std::shared_ptr<const Tokenizer> tiny_tokenizer() {
+  const std::string dir = std::string(LOOM_SOURCE_DIR) + "/tests/golden/model/tiny_hf/llama_f32/";
+  auto spec = load_tokenizer_json(dir + "tokenizer.json", dir + "tokenizer_config.json");
+  LOOM_CHECK(spec.ok(), "%s", spec.ok() ? "" : spec.error().c_str());
+  auto tok = Tokenizer::create(std::move(spec).value());
+  LOOM_CHECK(tok.ok());
+  return std::shared_ptr<const Tokenizer>(std::move(tok).value());
+}
+
+struct Outcome {
+  std::vector<TokenId> tokens;
+  std::string text;
+  FinishReason reason = FinishReason::kError;
+  int32_t num_output_tokens = 0;
+};
+
+struct RunStats {
+  std::vector<Outcome> outcomes;
+  int64_t pending_filled = 0;  // decode inputs the backend filled from its previous step
+  int64_t steps = 0;
+};
+
+RunStats run(const std::vector<Request>& requests, bool overlap, int32_t max_num_seqs = 8) {
+  auto tok = tiny_tokenizer();
+  auto backend =
+      std::make_unique<fakes::TimedBackend>(tok->vocab_size(), 512, /*device_us=*/200, true);
+  backend->first_id = 3;  // past the special tokens
+  backend->eos_id = tok->eos_ids().at(0);
+  backend->eos_every = 23;  // position 22, 45, ... samples EOS
+  fakes::TimedBackend* tb = backend.get();
+  ModelConfig mc;
+  mc.vocab_size = tok->vocab_size();
+  mc.max_context = 256;
+  EngineConfig ec;
+  ec.scheduler.max_num_seqs = max_num_seqs;
+  ec.scheduler.max_num_batched_tokens = 64;  // prefills chunk between decodes
+  ec.scheduler.max_model_len = 256;
+  ec.overlap_steps = overlap;
+  Engine engine(std::move(backend), tok, mc, ec);
+  engine.start();
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (const Request& r : requests) {
+    SubmitResult s = engine.submit(r);
+    LOOM_CHECK(s.ok(), "%s", s.error.c_str());
+    streams.push_back(s.stream);
+  }
+  RunStats st;
+  for (auto& stream : streams) {
+    Outcome o;
+    while (true) {
+      auto d = stream->next(std::chrono::milliseconds(20000));
+      LOOM_CHECK(d.has_value(), "no delta within 20 s");
+      o.tokens.insert(o.tokens.end(), d->new_tokens.begin(), d->new_tokens.end());
+      o.text += d->new_text;
+      if (d->finish) {
+        o.reason = *d->finish;
+        o.num_output_tokens = d->num_output_tokens;
+        break;
+      }
+    }
+    st.outcomes.push_back(std::move(o));
+  }
+  st.pending_filled = tb->pending_filled();
+  st.steps = tb->steps();
+  engine.shutdown(std::chrono::milliseconds(1000));
+  return st;
+}
+
+std::vector<Request> mixed_requests(int n) {
+  std::vector<Request> out;
+  for (int i = 0; i < n; ++i) {
+    Request r;
+    for (int k = 0; k < 5 + (i * 7) % 40; ++k) r.prompt.push_back(3 + (i * 13 + k * 5) % 50);
+    r.sampling.temperature = 0.0f;
+    r.sampling.max_tokens = 1 + (i * 11) % 60;  // some end by length, some by EOS
+    r.sampling.ignore_eos = i % 5 == 0;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+void expect_same(const RunStats& a, const RunStats& b) {
+  ASSERT_EQ(a.outcomes.size(), b.outcomes.size());
+  for (size_t i = 0; i < a.outcomes.size(); ++i) {
+    SCOPED_TRACE(::testing::Message() << "request " << i);
+    EXPECT_EQ(a.outcomes[i].tokens, b.outcomes[i].tokens);
+    EXPECT_EQ(a.outcomes[i].text, b.outcomes[i].text);
+    EXPECT_EQ(a.outcomes[i].reason, b.outcomes[i].reason);
+    EXPECT_EQ(a.outcomes[i].num_output_tokens, b.outcomes[i].num_output_tokens);
+    EXPECT_EQ(a.outcomes[i].num_output_tokens, static_cast<int32_t>(a.outcomes[i].tokens.size()));
+  }
+}
+
+TEST(EngineOverlap, SameOutputsAsSerialSteps) {
+  const std::vector<Request> requests = mixed_requests(40);
+  const RunStats serial = run(requests, false);
+  const RunStats overlapped = run(requests, true);
+  expect_same(serial, overlapped);
+  EXPECT_EQ(serial.pending_filled, 0);
+  EXPECT_GT(overlapped.pending_filled, 100);  // it did overlap
+  // Both end reasons occur.
+  int stops = 0, lengths = 0;
+  for (const Outcome& o : serial.outcomes) {
+    stops += o.reason == FinishReason::kStop;
+    lengths += o.reason == FinishReason::kLength;
+  }
+  EXPECT_GT(stops, 3);
+  EXPECT_GT(lengths, 3);
+}
+
+// Stop strings end a sequence only after its text is decoded, one step after the next step
+// was launched: that step's token must not reach the client.
+TEST(EngineOverlap, StopStringsEndAtTheSameToken) {
+  std::vector<Request> requests = mixed_requests(24);
+  for (Request& r : requests) {
+    r.sampling.max_tokens = 60;
+    r.sampling.ignore_eos = true;
+  }
+  const RunStats plain = run(requests, false);
+  int with_stop = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const std::string& text = plain.outcomes[i].text;
+    if (text.size() < 12) continue;
+    requests[i].sampling.stop = {text.substr(text.size() / 2, 3)};  // ends mid-output
+    ++with_stop;
+  }
+  ASSERT_GT(with_stop, 10);
+  const RunStats serial = run(requests, false);
+  const RunStats overlapped = run(requests, true);
+  expect_same(serial, overlapped);
+  int stopped_early = 0;
+  for (size_t i = 0; i < requests.size(); ++i)
+    stopped_early += serial.outcomes[i].tokens.size() < plain.outcomes[i].tokens.size();
+  EXPECT_GT(stopped_early, 10);
+  EXPECT_GT(overlapped.pending_filled, 0);
+}
+
+// A request with penalties reads earlier output ids on the host: while it lives the engine
+// runs serial steps; outputs stay the same either way.
+TEST(EngineOverlap, PenaltiesFallBackToSerialSteps) {
+  std::vector<Request> requests = mixed_requests(6);
+  for (Request& r : requests) r.sampling.presence_penalty = 0.5f;
+  const RunStats serial = run(requests, false);
+  const RunStats overlapped = run(requests, true);
+  expect_same(serial, overlapped);
+  EXPECT_EQ(overlapped.pending_filled, 0);
+}
+
+// One sequence alone: every step's input is the previous step's pending token.
+TEST(EngineOverlap, SingleSequence) {
+  std::vector<Request> requests = mixed_requests(1);
+  requests[0].sampling.max_tokens = 100;
+  requests[0].sampling.ignore_eos = true;
+  const RunStats serial = run(requests, false, 1);
+  const RunStats overlapped = run(requests, true, 1);
+  expect_same(serial, overlapped);
+  EXPECT_EQ(overlapped.pending_filled, 99);
+  EXPECT_EQ(serial.steps, overlapped.steps);  // no step wasted: max_tokens is known ahead
+}
+
+}  // namespace
+}  // namespace loom
