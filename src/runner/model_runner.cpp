@@ -145,8 +145,7 @@ void ModelRunner::finish(std::span<SampleOutput> out) {
   Launched l = std::move(launched_.front());
   launched_.erase(launched_.begin());
   LOOM_CHECK(out.size() == l.num_rows, "%zu outputs for %zu rows", out.size(), l.num_rows);
-  if (l.num_sampled == 0) return;
-  if (l.on_device) {
+  if (l.on_device) {  // every launch is finished, even one without rows (a prefill chunk)
     if (l.num_sampled == l.num_rows) {
       backend_.finish_sample(out);
       return;

@@ -178,5 +178,18 @@ TEST(EngineOverlap, SingleSequence) {
   EXPECT_EQ(serial.steps, overlapped.steps);  // no step wasted: max_tokens is known ahead
 }
 
+// A long prompt alone: its first chunks sample no row, and those launches are finished too.
+TEST(EngineOverlap, PrefillChunksWithoutSampledRows) {
+  std::vector<Request> requests = mixed_requests(1);
+  requests[0].prompt.assign(200, 7);
+  requests[0].sampling.max_tokens = 40;
+  requests[0].sampling.ignore_eos = true;
+  const RunStats serial = run(requests, false, 1);
+  const RunStats overlapped = run(requests, true, 1);
+  expect_same(serial, overlapped);
+  EXPECT_EQ(overlapped.outcomes[0].tokens.size(), 40u);
+  EXPECT_EQ(serial.steps, overlapped.steps);
+}
+
 }  // namespace
 }  // namespace loom
