@@ -7,7 +7,7 @@
 // Options: --eager (no CUDA graphs for decode steps), --no-prefill-kernel (the per-token attention
 // kernel for prefill too), --no-fuse (steps of <= 8 tokens run the unfused layer), --no-pdl (no
 // programmatic dependent launch), --fuse-norm on|off|auto (RMSNorm inside those products),
-// --mlp fused|cublas|auto (that MLP's products), --gemv cuda|tensor|auto (the small-batch
+// --mlp fused|cublas|gemvdown|auto (that MLP's products), --gemv cuda|tensor|auto (the small-batch
 // product kernel), --no-preload (its first weights
 // loaded after the wait for the previous kernel, not before),
 // --kv-cache-dtype bf16|fp8|int8,
@@ -120,10 +120,13 @@ int main(int argc, char** argv) {
       o.fuse_norm = v == "on"    ? loom::CudaBackendOptions::FuseNorm::kOn
                     : v == "off" ? loom::CudaBackendOptions::FuseNorm::kOff
                                  : loom::CudaBackendOptions::FuseNorm::kAuto;
-    } else if (a == "--mlp" && i + 1 < argc) {  // fused | cublas | auto
+    } else if (a == "--mlp" && i + 1 < argc) {  // fused | cublas | gemvdown | auto
       const std::string v = argv[++i];
       using Mlp = loom::CudaBackendOptions::SmallBatchMlp;
-      o.small_batch_mlp = v == "fused" ? Mlp::kFused : v == "cublas" ? Mlp::kCublas : Mlp::kAuto;
+      o.small_batch_mlp = v == "fused"      ? Mlp::kFused
+                          : v == "cublas"   ? Mlp::kCublas
+                          : v == "gemvdown" ? Mlp::kGemvDown
+                                            : Mlp::kAuto;
     } else if (a == "--no-preload") {
       loom::cuda::set_gemv_preload(false);
     } else if (a == "--no-pdl") {

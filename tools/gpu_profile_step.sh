@@ -34,7 +34,7 @@ for r in csv.DictReader(rows):
         continue
     name = r["Kernel Name"]
     name = re.sub(r"^void ", "", name)
-    name = re.sub(r"\(anonymous namespace\)", "anon", name)
+    name = re.sub(r"\(anonymous namespace\)|<unnamed>", "anon", name)  # g++ / ncu spellings
     name = re.sub(r"\((?!anon).*", "", name)  # drop the argument list
     cut = name.split("<")[0].rfind("::")  # and the namespaces
     name = name[cut + 2:] if cut >= 0 else name

@@ -168,7 +168,8 @@ TEST(CudaBackend, MatchesHfTransformersOnRandomLlama) {
   };
   for (const Layer& layer : {Layer{FuseNorm::kOn, Mlp::kFused, ", norm fused"},
                              Layer{FuseNorm::kOff, Mlp::kFused, ", norm separate"},
-                             Layer{FuseNorm::kAuto, Mlp::kCublas, ", MLP on cuBLAS"}})
+                             Layer{FuseNorm::kAuto, Mlp::kCublas, ", MLP on cuBLAS"},
+                             Layer{FuseNorm::kOn, Mlp::kGemvDown, ", gate_up on cuBLAS"}})
     for (const HfRandomModel& m : open_hf_random_models(dir)) {
       SCOPED_TRACE(m.dir + layer.name);
       const nlohmann::json& g = m.golden;

@@ -489,15 +489,23 @@ void CudaBackend::launch_layers(const StepInputs& in) {
   if (options_.fused_small_batch && gemv_supports(T, H, GemvIn::kBf16)) {
     using FuseNorm = CudaBackendOptions::FuseNorm;
     using Mlp = CudaBackendOptions::SmallBatchMlp;
-    const bool mlp_cublas = options_.small_batch_mlp != Mlp::kFused;
-    // With the MLP on cuBLAS, the down product's output waits in delta_ for the next norm, which
-    // then has to be the separate add + norm kernel.
-    const bool fuse_norm = !mlp_cublas && gemv_supports(T, H, GemvIn::kRmsNorm) &&
+    const bool gate_up_cublas = options_.small_batch_mlp != Mlp::kFused;
+    // kAuto: down on the small-batch kernel for one row of a narrow model (see the options).
+    const bool down_gemv = options_.small_batch_mlp == Mlp::kGemvDown ||
+                           (options_.small_batch_mlp == Mlp::kAuto && T == 1 && H <= 2048);
+    const bool down_cublas = gate_up_cublas && !down_gemv;
+    // A norm is fused into the product that reads it (each CTA normalises x itself) when x is
+    // complete: with down on cuBLAS its output waits in delta_ for the next QKV's norm, which
+    // then has to be the separate add + norm kernel; gate_up on cuBLAS needs the norm's output.
+    const bool fuse_norm = gemv_supports(T, H, GemvIn::kRmsNorm) &&
                            (options_.fuse_norm == FuseNorm::kOn ||
                             (options_.fuse_norm == FuseNorm::kAuto && H <= 2048));
+    const bool fuse_qkv_norm = fuse_norm && !down_cublas;
+    const bool fuse_mlp_norm = fuse_norm && !gate_up_cublas;
     GemvArgs qkv, o, gate_up, down;
     qkv.rows = o.rows = gate_up.rows = down.rows = T;
-    qkv.input = gate_up.input = fuse_norm ? GemvIn::kRmsNorm : GemvIn::kBf16;
+    qkv.input = fuse_qkv_norm ? GemvIn::kRmsNorm : GemvIn::kBf16;
+    gate_up.input = fuse_mlp_norm ? GemvIn::kRmsNorm : GemvIn::kBf16;
     qkv.x_f32 = gate_up.x_f32 = x_.ptr;
     qkv.x = gate_up.x = h_.ptr;  // the separate norm's output
     qkv.eps = gate_up.eps = c.rms_norm_eps;
@@ -523,9 +531,9 @@ void CudaBackend::launch_layers(const StepInputs& in) {
       qkv.norm_w = w.attn_norm;
       qkv.rope.bias = rope.bias = w.qkv_bias;
       qkv.rope.layer = rope.layer = l;
-      if (!fuse_norm)
-        launch_add_rmsnorm(x_.ptr, mlp_cublas && l > 0 ? delta_.ptr : nullptr, nullptr, w.attn_norm,
-                           T, H, c.rms_norm_eps, h_.ptr, stream_);
+      if (!fuse_qkv_norm)
+        launch_add_rmsnorm(x_.ptr, down_cublas && l > 0 ? delta_.ptr : nullptr, nullptr,
+                           w.attn_norm, T, H, c.rms_norm_eps, h_.ptr, stream_);
       launch_gemv(qkv, stream_);
       if (!fuse_rope) launch_rope_kv_write(rope, stream_);
       attn.layer = l;
@@ -535,21 +543,24 @@ void CudaBackend::launch_layers(const StepInputs& in) {
       launch_gemv(o, stream_);
       gate_up.w = w.w_gate_up;
       gate_up.norm_w = w.ffn_norm;
-      if (!fuse_norm)
+      if (!fuse_mlp_norm)
         launch_add_rmsnorm(x_.ptr, nullptr, nullptr, w.ffn_norm, T, H, c.rms_norm_eps, h_.ptr,
                            stream_);
-      if (mlp_cublas) {
+      if (gate_up_cublas) {
         gemm_->run_cublas(h_.ptr, T, H, w.w_gate_up, 2 * F, gate_up_.ptr, false, stream_);
         launch_swiglu(gate_up_.ptr, T, F, act_.ptr, stream_);
-        gemm_->run_cublas(act_.ptr, T, F, w.w_down, H, delta_.ptr, true, stream_);
-        continue;
+      } else {
+        launch_gemv(gate_up, stream_);
       }
-      launch_gemv(gate_up, stream_);
-      down.w = w.w_down;
-      launch_gemv(down, stream_);
+      if (down_cublas) {
+        gemm_->run_cublas(act_.ptr, T, F, w.w_down, H, delta_.ptr, true, stream_);
+      } else {
+        down.w = w.w_down;
+        launch_gemv(down, stream_);
+      }
     }
     if (R == 0) return;
-    launch_add_rmsnorm(x_.ptr, mlp_cublas ? delta_.ptr : nullptr, in.rows, output_norm_, R, H,
+    launch_add_rmsnorm(x_.ptr, down_cublas ? delta_.ptr : nullptr, in.rows, output_norm_, R, H,
                        c.rms_norm_eps, rows_h_.ptr, stream_);
     gemm_->run(rows_h_.ptr, R, H, lm_head_, c.vocab_size, logits_.ptr, true, stream_);
     return;

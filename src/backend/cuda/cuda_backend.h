@@ -44,8 +44,13 @@ struct CudaBackendOptions {
   // 81-86%), at the price of a SwiGLU kernel and the residual add in the next norm. Measured in
   // one call on an H200, ms a step at 1 / 4 / 8 rows: Llama-3.1-8B 5.79 / 5.91 / 6.26 fused
   // against 4.84 / 5.07 / 5.15 on cuBLAS; Llama-3.2-1B 1.075 / 1.242 / 1.432 against 1.035 /
-  // 1.065 / 1.101. kAuto is cuBLAS.
-  enum class SmallBatchMlp { kAuto, kFused, kCublas };
+  // 1.065 / 1.101. kGemvDown: gate_up on cuBLAS, down on the small-batch kernel, which adds
+  // into the residual stream itself (so the next QKV product may fuse its norm again). Measured
+  // in one call on an H200 (two runs each), ms a step at 1 / 4 / 8 rows: Llama-3.2-1B 1.020 /
+  // 1.124 / 1.209 against 1.035-1.044 / 1.062 / 1.099 with the MLP on cuBLAS; Llama-3.1-8B
+  // 5.26 / 5.37 / 5.52 against 4.77 / 4.97 / 5.07. kAuto is kGemvDown for one row at a hidden
+  // size of at most 2048 and kCublas otherwise.
+  enum class SmallBatchMlp { kAuto, kFused, kCublas, kGemvDown };
   SmallBatchMlp small_batch_mlp = SmallBatchMlp::kAuto;
   // Programmatic dependent launch between the step's kernels (pdl_launch.cuh); Hopper and later.
   bool pdl = true;

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/engine.h"
@@ -38,12 +39,14 @@ struct RunStats {
   std::vector<Outcome> outcomes;
   int64_t pending_filled = 0;  // decode inputs the backend filled from its previous step
   int64_t steps = 0;
+  int64_t preemptions = 0;
 };
 
-RunStats run(const std::vector<Request>& requests, bool overlap, int32_t max_num_seqs = 8) {
+RunStats run(const std::vector<Request>& requests, bool overlap, int32_t max_num_seqs = 8,
+             int32_t num_blocks = 512, bool optimistic = false) {
   auto tok = tiny_tokenizer();
   auto backend =
-      std::make_unique<fakes::TimedBackend>(tok->vocab_size(), 512, /*device_us=*/200, true);
+      std::make_unique<fakes::TimedBackend>(tok->vocab_size(), num_blocks, /*device_us=*/200, true);
   backend->first_id = 3;  // past the special tokens
   backend->eos_id = tok->eos_ids().at(0);
   backend->eos_every = 23;  // position 22, 45, ... samples EOS
@@ -56,6 +59,7 @@ RunStats run(const std::vector<Request>& requests, bool overlap, int32_t max_num
   ec.scheduler.max_num_batched_tokens = 64;  // prefills chunk between decodes
   ec.scheduler.max_model_len = 256;
   ec.overlap_steps = overlap;
+  if (optimistic) ec.scheduler.admission = AdmissionPolicy::kOptimistic;  // admits, then preempts
   Engine engine(std::move(backend), tok, mc, ec);
   engine.start();
   std::vector<std::shared_ptr<RequestStream>> streams;
@@ -82,6 +86,8 @@ RunStats run(const std::vector<Request>& requests, bool overlap, int32_t max_num
   }
   st.pending_filled = tb->pending_filled();
   st.steps = tb->steps();
+  st.preemptions =
+      engine.metrics().preemptions_recompute.load() + engine.metrics().preemptions_swap.load();
   engine.shutdown(std::chrono::milliseconds(1000));
   return st;
 }
@@ -176,6 +182,79 @@ TEST(EngineOverlap, SingleSequence) {
   expect_same(serial, overlapped);
   EXPECT_EQ(overlapped.pending_filled, 99);
   EXPECT_EQ(serial.steps, overlapped.steps);  // no step wasted: max_tokens is known ahead
+}
+
+// A KV pool too small for every sequence at once: sequences are preempted (recompute), some
+// while their last step is in flight, and resume with the same tokens.
+TEST(EngineOverlap, PreemptionUnderMemoryPressure) {
+  std::vector<Request> requests = mixed_requests(16);
+  for (Request& r : requests) {
+    r.sampling.max_tokens = 50;
+    r.sampling.ignore_eos = true;
+  }
+  const RunStats serial = run(requests, false, 8, 24, true);
+  const RunStats overlapped = run(requests, true, 8, 24, true);
+  expect_same(serial, overlapped);
+  EXPECT_GT(overlapped.pending_filled, 0);
+  EXPECT_GT(serial.preemptions, 0);
+  EXPECT_GT(overlapped.preemptions, 0);
+}
+
+// Clients abort while steps are in flight: every stream ends (aborted or done), nothing hangs,
+// and every block comes back.
+TEST(EngineOverlap, AbortsWhileStepsAreInFlight) {
+  auto tok = tiny_tokenizer();
+  auto backend = std::make_unique<fakes::TimedBackend>(tok->vocab_size(), 512, 300, true);
+  backend->first_id = 3;
+  ModelConfig mc;
+  mc.vocab_size = tok->vocab_size();
+  mc.max_context = 256;
+  EngineConfig ec;
+  ec.scheduler.max_num_seqs = 8;
+  ec.scheduler.max_num_batched_tokens = 64;
+  ec.scheduler.max_model_len = 256;
+  Engine engine(std::move(backend), tok, mc, ec);
+  engine.start();
+  std::vector<Request> requests = mixed_requests(24);
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (Request& r : requests) {
+    r.sampling.max_tokens = 80;
+    r.sampling.ignore_eos = true;
+    SubmitResult s = engine.submit(r);
+    ASSERT_TRUE(s.ok()) << s.error;
+    streams.push_back(s.stream);
+  }
+  // Every third request is aborted once the first has a token (80 tokens take 24 ms at least):
+  // running ones mid-flight, later ones while they wait.
+  auto first = streams[0]->next(std::chrono::milliseconds(20000));
+  ASSERT_TRUE(first.has_value() && !first->finish);
+  for (size_t i = 0; i < streams.size(); i += 3) engine.abort(streams[i]->id());
+  int aborted = 0, done = 0;
+  for (size_t i = 0; i < streams.size(); ++i) {
+    int32_t tokens = i == 0 ? static_cast<int32_t>(first->new_tokens.size()) : 0;
+    while (true) {
+      auto d = streams[i]->next(std::chrono::milliseconds(20000));
+      ASSERT_TRUE(d.has_value()) << "stream " << i << " hung";
+      tokens += static_cast<int32_t>(d->new_tokens.size());
+      EXPECT_EQ(d->num_output_tokens, tokens);
+      if (d->finish) {
+        if (*d->finish == FinishReason::kAbort) {
+          ++aborted;
+        } else {
+          ++done;
+          EXPECT_EQ(tokens, 80);
+        }
+        break;
+      }
+    }
+  }
+  EXPECT_EQ(aborted, 8);
+  EXPECT_EQ(done, 16);
+  // The gauges are published every iteration; wait for the engine to go idle.
+  for (int k = 0; k < 200 && engine.metrics().kv_blocks_used.load() != 0; ++k)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(engine.metrics().kv_blocks_used.load(), 0);
+  engine.shutdown(std::chrono::milliseconds(1000));
 }
 
 // A long prompt alone: its first chunks sample no row, and those launches are finished too.
