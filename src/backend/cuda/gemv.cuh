@@ -1,13 +1,16 @@
 // Matrix products for a handful of rows (decode at batch 1-8): y[m][n] = sum_k x[m][k] W[n][k],
 // with the decode layer's neighbours fused in where that saves a kernel.
 //
-// At so few rows a product is a pass over the weights, bound by memory bandwidth; cuBLAS's GEMM
-// kernels tile for many rows and read the weights at well under the copy rate there. Two kernels:
+// At so few rows a product is a pass over the weights, bound by memory bandwidth. cuBLAS streams
+// large matrices well even here (an H200 at 1 row, weights from DRAM: 80-88% of the copy rate
+// for 67-235 MB), small ones at 28-67% like these kernels; these exist for the fusions, which
+// remove a kernel and its launch gap (benchmarks-cuda.md, "The small-batch products"). Two kernels:
 //   CUDA cores (gemv.cu): one warp owns one output row at a time, streams W's row in 16-byte
 //     loads and reduces the M dot products across the warp; best at 1-2 rows.
 //   tensor cores (gemv_mma.cu): one CTA owns 16 weight rows, mma.m16n8k16 against up to 8
 //     tokens; the instruction count per weight byte does not grow with the rows, so it wins from
-//     3 rows on (an H200: 8 rows at 37-49% of the copy rate against 19-28% on the CUDA cores).
+//     3 rows on (an H200, weights from DRAM: 8 rows at 28-56% of the copy rate against 20-42%
+//     on the CUDA cores).
 //
 // Fusions (each removes a kernel and its launch gap from every layer of a decode step):
 //   input  kBf16     x: [M][in] bf16, as is.
