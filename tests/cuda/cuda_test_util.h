@@ -105,4 +105,28 @@ inline double rel_error(const std::vector<float>& out, const std::vector<float>&
   return rel_error(out, std::vector<double>(ref.begin(), ref.end()));
 }
 
+// A small Llama (4 layers, hidden 512, GQA 8/2, head_dim 64, 1,000-token vocabulary) for the
+// backend tests that run random weights (--load-format dummy).
+inline ModelConfig small_llama_config() {
+  ModelConfig c;
+  c.arch = Arch::kLlama;
+  c.vocab_size = 1000;
+  c.hidden_size = 512;
+  c.intermediate_size = 1024;
+  c.num_layers = 4;
+  c.num_heads = 8;
+  c.num_kv_heads = 2;
+  c.head_dim = 64;
+  c.max_context = 2048;
+  c.rope_theta = 10000.0f;
+  return c;
+}
+
+inline std::vector<TokenId> random_tokens(int32_t n, uint32_t seed, int32_t vocab) {
+  std::mt19937 rng(seed);
+  std::vector<TokenId> t(n);
+  for (auto& x : t) x = static_cast<TokenId>(rng() % vocab);
+  return t;
+}
+
 }  // namespace loom::testing

@@ -421,21 +421,6 @@ TEST(CudaKvQuant, SwapPoolMovesQuantizedBlocksExactly) {
 
 constexpr int32_t kBlockSize = 16;
 
-ModelConfig small_config() {
-  ModelConfig c;
-  c.arch = Arch::kLlama;
-  c.vocab_size = 1000;
-  c.hidden_size = 512;
-  c.intermediate_size = 1024;
-  c.num_layers = 4;
-  c.num_heads = 8;
-  c.num_kv_heads = 2;
-  c.head_dim = 64;
-  c.max_context = 2048;
-  c.rope_theta = 10000.0f;
-  return c;
-}
-
 std::unique_ptr<Backend> dummy_backend(KvCacheDtype dtype) {
   CudaBackendOptions o;
   o.block_size = kBlockSize;
@@ -443,16 +428,9 @@ std::unique_ptr<Backend> dummy_backend(KvCacheDtype dtype) {
   o.swap_space_bytes = size_t{16} << 20;
   o.max_num_batched_tokens = 256;
   o.kv_cache_dtype = dtype;
-  auto b = create_cuda_backend_dummy(small_config(), o);
+  auto b = create_cuda_backend_dummy(small_llama_config(), o);
   EXPECT_TRUE(b.ok()) << b.error();
   return b.ok() ? std::move(b).value() : nullptr;
-}
-
-std::vector<TokenId> random_tokens(int32_t n, uint32_t seed, int32_t vocab) {
-  std::mt19937 rng(seed);
-  std::vector<TokenId> t(n);
-  for (auto& x : t) x = static_cast<TokenId>(rng() % vocab);
-  return t;
 }
 
 ManualSeq seq(std::vector<TokenId> tokens, BlockId first, int32_t n) {
@@ -465,7 +443,7 @@ ManualSeq seq(std::vector<TokenId> tokens, BlockId first, int32_t n) {
 // The backend's pool: its dtype, exact block bytes, and twice the blocks of bf16 in the budget.
 TEST(CudaKvQuant, BackendPoolSizesFromBlockBytes) {
   LOOM_REQUIRE_GPU();
-  const ModelConfig c = small_config();
+  const ModelConfig c = small_llama_config();
   auto bf16 = dummy_backend(KvCacheDtype::kBf16);
   ASSERT_TRUE(bf16);
   const KvPoolInfo ref = bf16->kv_pool();

@@ -32,21 +32,6 @@ constexpr int32_t kBlockSize = 16;
 constexpr int32_t kBlocksPerSeq = 8;  // room for 128 tokens a sequence
 constexpr int32_t kSteps = 20;
 
-ModelConfig small_config() {
-  ModelConfig c;
-  c.arch = Arch::kLlama;
-  c.vocab_size = 1000;
-  c.hidden_size = 512;
-  c.intermediate_size = 1024;
-  c.num_layers = 4;
-  c.num_heads = 8;
-  c.num_kv_heads = 2;
-  c.head_dim = 64;
-  c.max_context = 2048;
-  c.rope_theta = 10000.0f;
-  return c;
-}
-
 std::unique_ptr<Backend> dummy_backend(bool graphs) {
   CudaBackendOptions o;
   o.block_size = kBlockSize;
@@ -55,16 +40,9 @@ std::unique_ptr<Backend> dummy_backend(bool graphs) {
   o.max_num_batched_tokens = 512;
   o.max_num_seqs = 32;
   o.cuda_graphs = graphs;
-  auto b = create_cuda_backend_dummy(small_config(), o);
+  auto b = create_cuda_backend_dummy(small_llama_config(), o);
   EXPECT_TRUE(b.ok()) << b.error();
   return b.ok() ? std::move(b).value() : nullptr;
-}
-
-std::vector<TokenId> random_tokens(int32_t n, uint32_t seed, int32_t vocab) {
-  std::mt19937 rng(seed);
-  std::vector<TokenId> t(n);
-  for (auto& x : t) x = static_cast<TokenId>(rng() % vocab);
-  return t;
 }
 
 // ---------------------------------------------------------------------------------------------
