@@ -65,7 +65,6 @@ RunResult run(std::shared_ptr<const Tokenizer> tok, int32_t seqs, int32_t tokens
     streams.push_back(s.stream);
   }
   // Wait for the prefill to pass, then time the decode steps only.
-  const int64_t t0 = now_us();
   int64_t steps0 = -1, t_decode = 0;
   RunResult r;
   size_t done = 0;
@@ -92,7 +91,6 @@ RunResult run(std::shared_ptr<const Tokenizer> tok, int32_t seqs, int32_t tokens
   }
   const int64_t t1 = now_us();
   engine.shutdown(std::chrono::milliseconds(0));
-  (void)t0;
   r.device_us = device_us;
   r.steps = nb->steps() - steps0;
   r.wall_s = (t1 - t_decode) * 1e-6;

@@ -334,7 +334,7 @@ bool Engine::Impl::step() {
 void Engine::Impl::complete(StepInFlight& st) {
   runner.finish(st.out);
   StepResult result;
-  result.ids = st.ids;
+  result.ids = std::move(st.ids);  // the record is reused as the next spare
   result.sampled.reserve(st.out.size());
   result.logprobs.reserve(st.out.size());
   for (SampleOutput& o : st.out) {

@@ -14,6 +14,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_backend.h"
+#include "cuda/backend_checks.h"
 #include "cuda/cuda_test_util.h"
 #include "cuda/hf_random_models.h"
 #include "e2e/model_fixture.h"
@@ -32,13 +33,6 @@ std::unique_ptr<Backend> dummy_backend() {
   auto b = create_cuda_backend_dummy(small_llama_config(), o);
   EXPECT_TRUE(b.ok()) << b.error();
   return b.ok() ? std::move(b).value() : nullptr;
-}
-
-ManualSeq seq(std::vector<TokenId> tokens, BlockId first, int32_t n) {
-  ManualSeq s;
-  s.tokens = std::move(tokens);
-  for (int32_t i = 0; i < n; ++i) s.blocks.push_back(first + i);
-  return s;
 }
 
 void expect_close(const std::vector<float>& a, const std::vector<float>& b, int32_t vocab,
@@ -89,24 +83,7 @@ TEST(CudaBackend, SwapRoundTripIsExact) {
   LOOM_REQUIRE_GPU();
   auto b = dummy_backend();
   ASSERT_TRUE(b);
-  const int32_t V = b->vocab_size();
-  auto toks = random_tokens(40, 4, V);
-  ManualSeq ref = seq(toks, 0, 3), swapped = seq(toks, 10, 3);
-  std::vector<float> lr(V), ls(V);
-  b->forward(make_batch({&ref}, {39}, kBlockSize), lr.data());
-  b->forward(make_batch({&swapped}, {39}, kBlockSize), ls.data());
-  const std::vector<BlockCopy> out = {{10, 0}, {11, 1}, {12, 2}};
-  b->swap_out(out);
-  // Overwrite the device blocks with another sequence, then bring the swapped ones back elsewhere.
-  ManualSeq clobber = seq(random_tokens(48, 5, V), 10, 3);
-  b->forward(make_batch({&clobber}, {48}, kBlockSize), ls.data());
-  const std::vector<BlockCopy> in = {{0, 20}, {1, 21}, {2, 22}};
-  b->swap_in(in);
-  swapped.blocks = {20, 21, 22};
-  std::fill(ls.begin(), ls.end(), NAN);
-  b->forward(make_batch({&ref}, {1}, kBlockSize), lr.data());
-  b->forward(make_batch({&swapped}, {1}, kBlockSize), ls.data());
-  EXPECT_EQ(lr, ls);
+  expect_swap_round_trip_exact(*b, kBlockSize);
 }
 
 TEST(CudaBackend, CopyBlocksIsExact) {

@@ -25,6 +25,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/kv_swap.cuh"
 #include "backend/cuda/rope_kv.cuh"
+#include "cuda/backend_checks.h"
 #include "cuda/cuda_test_util.h"
 #include "cuda/hf_random_models.h"
 #include "cuda/kv_cache_reference.h"
@@ -433,13 +434,6 @@ std::unique_ptr<Backend> dummy_backend(KvCacheDtype dtype) {
   return b.ok() ? std::move(b).value() : nullptr;
 }
 
-ManualSeq seq(std::vector<TokenId> tokens, BlockId first, int32_t n) {
-  ManualSeq s;
-  s.tokens = std::move(tokens);
-  for (int32_t i = 0; i < n; ++i) s.blocks.push_back(first + i);
-  return s;
-}
-
 // The backend's pool: its dtype, exact block bytes, and twice the blocks of bf16 in the budget.
 TEST(CudaKvQuant, BackendPoolSizesFromBlockBytes) {
   LOOM_REQUIRE_GPU();
@@ -472,23 +466,7 @@ TEST(CudaKvQuant, BackendSwapRoundTripIsExact) {
     SCOPED_TRACE(name(d));
     auto b = dummy_backend(d);
     ASSERT_TRUE(b);
-    const int32_t V = b->vocab_size();
-    auto toks = random_tokens(40, 4, V);
-    ManualSeq ref = seq(toks, 0, 3), swapped = seq(toks, 10, 3);
-    std::vector<float> lr(V), ls(V);
-    b->forward(make_batch({&ref}, {39}, kBlockSize), lr.data());
-    b->forward(make_batch({&swapped}, {39}, kBlockSize), ls.data());
-    const std::vector<BlockCopy> out = {{10, 0}, {11, 1}, {12, 2}};
-    b->swap_out(out);
-    ManualSeq clobber = seq(random_tokens(48, 5, V), 10, 3);
-    b->forward(make_batch({&clobber}, {48}, kBlockSize), ls.data());
-    const std::vector<BlockCopy> in = {{0, 20}, {1, 21}, {2, 22}};
-    b->swap_in(in);
-    swapped.blocks = {20, 21, 22};
-    std::fill(ls.begin(), ls.end(), NAN);
-    b->forward(make_batch({&ref}, {1}, kBlockSize), lr.data());
-    b->forward(make_batch({&swapped}, {1}, kBlockSize), ls.data());
-    EXPECT_EQ(lr, ls);
+    expect_swap_round_trip_exact(*b, kBlockSize);
   }
 }
 

@@ -89,7 +89,6 @@ class TimedBackend : public Backend {
     last_ids_ = s.ids;
     launched_.push_back(std::move(s));
     ++steps_;
-    max_tokens_per_step_ = std::max(max_tokens_per_step_, batch.num_tokens());
     pending_filled_.fetch_add(static_cast<int64_t>(batch.pending_tokens.size()));
     return true;
   }
@@ -110,7 +109,6 @@ class TimedBackend : public Backend {
 
   int64_t steps() const { return steps_.load(); }
   int64_t pending_filled() const { return pending_filled_.load(); }
-  int32_t max_tokens_per_step() const { return max_tokens_per_step_; }
 
  private:
   struct Step {
@@ -129,7 +127,6 @@ class TimedBackend : public Backend {
   std::vector<TokenId> last_ids_;
   std::atomic<int64_t> steps_{0};  // read by other threads (benchmarks)
   std::atomic<int64_t> pending_filled_{0};
-  int32_t max_tokens_per_step_ = 0;
 };
 
 }  // namespace loom::fakes

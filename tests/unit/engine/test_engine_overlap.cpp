@@ -42,29 +42,53 @@ struct RunStats {
   int64_t preemptions = 0;
 };
 
-RunStats run(const std::vector<Request>& requests, bool overlap, int32_t max_num_seqs = 8,
-             int32_t num_blocks = 512, bool optimistic = false) {
+// An engine on the timed fake backend: prefills chunk between decodes (64-token budget), a
+// 256-token context.
+struct EngineSetup {
+  bool overlap = true;
+  int32_t max_num_seqs = 8;
+  int32_t num_blocks = 512;
+  int64_t device_us = 200;
+  bool eos = true;          // position 22, 45, ... samples EOS
+  bool optimistic = false;  // admission that admits, then preempts
+};
+
+std::unique_ptr<Engine> make_engine(const EngineSetup& setup, fakes::TimedBackend** backend_out) {
   auto tok = tiny_tokenizer();
-  auto backend =
-      std::make_unique<fakes::TimedBackend>(tok->vocab_size(), num_blocks, /*device_us=*/200, true);
+  auto backend = std::make_unique<fakes::TimedBackend>(tok->vocab_size(), setup.num_blocks,
+                                                       setup.device_us, true);
   backend->first_id = 3;  // past the special tokens
-  backend->eos_id = tok->eos_ids().at(0);
-  backend->eos_every = 23;  // position 22, 45, ... samples EOS
-  fakes::TimedBackend* tb = backend.get();
+  if (setup.eos) {
+    backend->eos_id = tok->eos_ids().at(0);
+    backend->eos_every = 23;
+  }
+  if (backend_out) *backend_out = backend.get();
   ModelConfig mc;
   mc.vocab_size = tok->vocab_size();
   mc.max_context = 256;
   EngineConfig ec;
-  ec.scheduler.max_num_seqs = max_num_seqs;
-  ec.scheduler.max_num_batched_tokens = 64;  // prefills chunk between decodes
+  ec.scheduler.max_num_seqs = setup.max_num_seqs;
+  ec.scheduler.max_num_batched_tokens = 64;
   ec.scheduler.max_model_len = 256;
-  ec.overlap_steps = overlap;
-  if (optimistic) ec.scheduler.admission = AdmissionPolicy::kOptimistic;  // admits, then preempts
-  Engine engine(std::move(backend), tok, mc, ec);
-  engine.start();
+  ec.overlap_steps = setup.overlap;
+  if (setup.optimistic) ec.scheduler.admission = AdmissionPolicy::kOptimistic;
+  auto engine = std::make_unique<Engine>(std::move(backend), tok, mc, ec);
+  engine->start();
+  return engine;
+}
+
+RunStats run(const std::vector<Request>& requests, bool overlap, int32_t max_num_seqs = 8,
+             int32_t num_blocks = 512, bool optimistic = false) {
+  fakes::TimedBackend* tb = nullptr;
+  EngineSetup setup;
+  setup.overlap = overlap;
+  setup.max_num_seqs = max_num_seqs;
+  setup.num_blocks = num_blocks;
+  setup.optimistic = optimistic;
+  std::unique_ptr<Engine> engine = make_engine(setup, &tb);
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (const Request& r : requests) {
-    SubmitResult s = engine.submit(r);
+    SubmitResult s = engine->submit(r);
     LOOM_CHECK(s.ok(), "%s", s.error.c_str());
     streams.push_back(s.stream);
   }
@@ -87,8 +111,8 @@ RunStats run(const std::vector<Request>& requests, bool overlap, int32_t max_num
   st.pending_filled = tb->pending_filled();
   st.steps = tb->steps();
   st.preemptions =
-      engine.metrics().preemptions_recompute.load() + engine.metrics().preemptions_swap.load();
-  engine.shutdown(std::chrono::milliseconds(1000));
+      engine->metrics().preemptions_recompute.load() + engine->metrics().preemptions_swap.load();
+  engine->shutdown(std::chrono::milliseconds(1000));
   return st;
 }
 
@@ -203,24 +227,16 @@ TEST(EngineOverlap, PreemptionUnderMemoryPressure) {
 // Clients abort while steps are in flight: every stream ends (aborted or done), nothing hangs,
 // and every block comes back.
 TEST(EngineOverlap, AbortsWhileStepsAreInFlight) {
-  auto tok = tiny_tokenizer();
-  auto backend = std::make_unique<fakes::TimedBackend>(tok->vocab_size(), 512, 300, true);
-  backend->first_id = 3;
-  ModelConfig mc;
-  mc.vocab_size = tok->vocab_size();
-  mc.max_context = 256;
-  EngineConfig ec;
-  ec.scheduler.max_num_seqs = 8;
-  ec.scheduler.max_num_batched_tokens = 64;
-  ec.scheduler.max_model_len = 256;
-  Engine engine(std::move(backend), tok, mc, ec);
-  engine.start();
+  EngineSetup setup;
+  setup.device_us = 300;
+  setup.eos = false;
+  std::unique_ptr<Engine> engine = make_engine(setup, nullptr);
   std::vector<Request> requests = mixed_requests(24);
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (Request& r : requests) {
     r.sampling.max_tokens = 80;
     r.sampling.ignore_eos = true;
-    SubmitResult s = engine.submit(r);
+    SubmitResult s = engine->submit(r);
     ASSERT_TRUE(s.ok()) << s.error;
     streams.push_back(s.stream);
   }
@@ -228,7 +244,7 @@ TEST(EngineOverlap, AbortsWhileStepsAreInFlight) {
   // running ones mid-flight, later ones while they wait.
   auto first = streams[0]->next(std::chrono::milliseconds(20000));
   ASSERT_TRUE(first.has_value() && !first->finish);
-  for (size_t i = 0; i < streams.size(); i += 3) engine.abort(streams[i]->id());
+  for (size_t i = 0; i < streams.size(); i += 3) engine->abort(streams[i]->id());
   int aborted = 0, done = 0;
   for (size_t i = 0; i < streams.size(); ++i) {
     int32_t tokens = i == 0 ? static_cast<int32_t>(first->new_tokens.size()) : 0;
@@ -251,10 +267,10 @@ TEST(EngineOverlap, AbortsWhileStepsAreInFlight) {
   EXPECT_EQ(aborted, 8);
   EXPECT_EQ(done, 16);
   // The gauges are published every iteration; wait for the engine to go idle.
-  for (int k = 0; k < 200 && engine.metrics().kv_blocks_used.load() != 0; ++k)
+  for (int k = 0; k < 200 && engine->metrics().kv_blocks_used.load() != 0; ++k)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  EXPECT_EQ(engine.metrics().kv_blocks_used.load(), 0);
-  engine.shutdown(std::chrono::milliseconds(1000));
+  EXPECT_EQ(engine->metrics().kv_blocks_used.load(), 0);
+  engine->shutdown(std::chrono::milliseconds(1000));
 }
 
 // A long prompt alone: its first chunks sample no row, and those launches are finished too.
