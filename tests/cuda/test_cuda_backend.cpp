@@ -112,19 +112,23 @@ TEST(CudaBackend, MatchesHfTransformersOnRandomLlama) {
   LOOM_REQUIRE_GPU();
   const char* dir = hf_random_dir();
   if (!dir) GTEST_SKIP() << "LOOM_HF_RANDOM_DIR not set (scripts/gpu_test.sh sets it)";
-  // Decode steps take the fused small-batch layer: with RMSNorm inside the products, with it as
-  // its own kernel, and with the MLP on cuBLAS (what wider models and 3-8 rows get by default).
+  // Decode steps take the persistent kernel where the model allows it (the head_dim 128 model;
+  // the other's ffn of 1,408 is not a multiple of 256), else the fused small-batch layer: with
+  // RMSNorm inside the products, with it as its own kernel, and with the MLP on cuBLAS (what
+  // wider models and 3-8 rows get by default).
   using FuseNorm = CudaBackendOptions::FuseNorm;
   using Mlp = CudaBackendOptions::SmallBatchMlp;
   struct Layer {
     FuseNorm norm;
     Mlp mlp;
+    bool persistent;
     const char* name;
   };
-  for (const Layer& layer : {Layer{FuseNorm::kOn, Mlp::kFused, ", norm fused"},
-                             Layer{FuseNorm::kOff, Mlp::kFused, ", norm separate"},
-                             Layer{FuseNorm::kAuto, Mlp::kCublas, ", MLP on cuBLAS"},
-                             Layer{FuseNorm::kOn, Mlp::kGemvDown, ", gate_up on cuBLAS"}})
+  for (const Layer& layer : {Layer{FuseNorm::kAuto, Mlp::kAuto, true, ", persistent decode"},
+                             Layer{FuseNorm::kOn, Mlp::kFused, false, ", norm fused"},
+                             Layer{FuseNorm::kOff, Mlp::kFused, false, ", norm separate"},
+                             Layer{FuseNorm::kAuto, Mlp::kCublas, false, ", MLP on cuBLAS"},
+                             Layer{FuseNorm::kOn, Mlp::kGemvDown, false, ", gate_up on cuBLAS"}})
     for (const HfRandomModel& m : open_hf_random_models(dir)) {
       SCOPED_TRACE(m.dir + layer.name);
       const nlohmann::json& g = m.golden;
@@ -132,6 +136,7 @@ TEST(CudaBackend, MatchesHfTransformersOnRandomLlama) {
       CudaBackendOptions o;
       o.fuse_norm = layer.norm;
       o.small_batch_mlp = layer.mlp;
+      o.persistent_decode = layer.persistent;
       o.block_size = kBlockSize;
       o.kv_cache_bytes = size_t{256} << 20;
       o.max_num_batched_tokens = 512;

@@ -215,6 +215,8 @@ Status CudaBackend::init(std::shared_ptr<const ModelFile> weights) {
   inv_freq_ = alloc<float>(half);
   LOOM_CUDA_CHECK(cudaMemcpy(inv_freq_, inv_freq.data(), half * 4, cudaMemcpyHostToDevice));
 
+  init_persistent_decode();
+
   // Activations for the largest step, then the KV pool from what memory is left.
   cache_shape_ = KvCacheShape{c.num_layers, c.num_kv_heads, c.head_dim, options_.block_size,
                               options_.kv_cache_dtype};
@@ -259,6 +261,47 @@ Status CudaBackend::init(std::shared_ptr<const ModelFile> weights) {
       static_cast<double>(num_device_blocks_) * block_bytes / (1 << 30),
       kv_cache_dtype_name(cache_shape_.dtype), block_bytes, swap_->num_host_blocks());
   return ok_status();
+}
+
+void CudaBackend::init_persistent_decode() {
+  const ModelConfig& c = config_;
+  std::string why;
+  if (!options_.persistent_decode ||
+      !persistent_decode_supports(c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads,
+                                  c.head_dim, options_.kv_cache_dtype, &why)) {
+    if (options_.persistent_decode)
+      LOOM_LOG_INFO("cuda backend: one-token steps layer by layer (persistent kernel %s)",
+                    why.c_str());
+    return;
+  }
+  persistent_plan_ = plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads,
+                                            c.num_kv_heads, c.head_dim);
+  if (persistent_plan_.grid == 0) {
+    LOOM_LOG_INFO(
+        "cuda backend: one-token steps layer by layer (no persistent kernel on this GPU)");
+    return;
+  }
+  std::vector<PersistentLayer> host(layers_.size());
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const LayerWeights& w = layers_[l];
+    host[l] =
+        PersistentLayer{w.w_qkv, w.w_o, w.w_gate_up, w.w_down, w.attn_norm, w.ffn_norm, w.qkv_bias};
+  }
+  persistent_layers_ = alloc<PersistentLayer>(static_cast<int64_t>(host.size()));
+  LOOM_CUDA_CHECK(cudaMemcpy(persistent_layers_, host.data(), host.size() * sizeof(host[0]),
+                             cudaMemcpyHostToDevice));
+  persistent_ws_ = alloc<float>(persistent_plan_.partial_floats);
+  persistent_sync_ = alloc<unsigned>(kPersistentSyncWords);
+  LOOM_CUDA_CHECK(cudaMemset(persistent_sync_, 0, kPersistentSyncWords * sizeof(unsigned)));
+  LOOM_LOG_INFO(
+      "cuda backend: one-token steps in one persistent kernel (%d CTAs, %d stages of "
+      "%d KB, %d attention splits)",
+      persistent_plan_.grid, persistent_plan_.stages, kPersistentStageBytes / 1024,
+      persistent_plan_.attn_splits);
+}
+
+bool CudaBackend::persistent_step(const StepInputs& in) const {
+  return persistent_plan_.grid > 0 && in.T == 1 && in.R <= 1 && in.num_tiles == 0;
 }
 
 void CudaBackend::reserve_activations(int32_t T, int32_t R, int64_t workspace_floats) {
@@ -335,6 +378,37 @@ void CudaBackend::launch_layers(const StepInputs& in) {
   const int32_t H = c.hidden_size, F = c.intermediate_size, QD = c.q_dim(), KVD = c.kv_dim();
 
   launch_embed(token_embd_, in.tokens, T, H, x_.ptr, stream_);
+  if (persistent_step(in)) {
+    PersistentDecodeArgs p;
+    p.num_layers = c.num_layers;
+    p.hidden = H;
+    p.ffn = F;
+    p.num_heads = c.num_heads;
+    p.num_kv_heads = c.num_kv_heads;
+    p.head_dim = c.head_dim;
+    p.eps = c.rms_norm_eps;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    p.neox = c.rope_style == RopeStyle::kNeox;
+    p.layers = persistent_layers_;
+    p.x = x_.ptr;
+    p.position = in.positions;
+    p.slot = in.slots;
+    p.block_table = in.tables;  // row 0: the only sequence
+    p.inv_freq = inv_freq_;
+    p.kv_cache = kv_cache_;
+    p.cache = cache_shape_;
+    p.qkv = qkv_.ptr;
+    p.attn_partial = persistent_ws_;
+    p.attn_out = attn_out_.ptr;
+    p.act = act_.ptr;
+    p.sync = persistent_sync_;
+    launch_persistent_decode(p, persistent_plan_, stream_);
+    if (R == 0) return;
+    launch_add_rmsnorm(x_.ptr, nullptr, in.rows, output_norm_, R, H, c.rms_norm_eps, rows_h_.ptr,
+                       stream_);
+    gemm_->run(rows_h_.ptr, R, H, lm_head_, c.vocab_size, logits_.ptr, true, stream_);
+    return;
+  }
   AttentionArgs attn;
   attn.q = q_.ptr;
   attn.kv_cache = kv_cache_;

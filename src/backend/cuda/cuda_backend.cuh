@@ -14,6 +14,7 @@
 #include "backend/cuda/attention.cuh"
 #include "backend/cuda/attention_prefill.cuh"
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/decode_persistent.cuh"
 #include "backend/cuda/device_sampler.cuh"
 #include "backend/cuda/gemm.cuh"
 #include "backend/cuda/graph_cache.cuh"
@@ -103,6 +104,9 @@ class CudaBackend final : public Backend {
   // and picks the attention split.
   StepInputs stage_inputs(const ForwardBatch& batch, int32_t pad_to, int32_t stride);
   void launch_layers(const StepInputs& in);
+  // The persistent kernel's set-up (init) and whether a step takes it.
+  void init_persistent_decode();
+  bool persistent_step(const StepInputs& in) const;
 
   ModelConfig config_;
   CudaBackendOptions options_;
@@ -116,6 +120,11 @@ class CudaBackend final : public Backend {
   float* output_norm_ = nullptr;
   float* inv_freq_ = nullptr;  // [head_dim / 2]
   std::vector<LayerWeights> layers_;
+  // The persistent decode kernel (decode_persistent.cuh): plan.grid == 0 when not used.
+  PersistentDecodePlan persistent_plan_;
+  PersistentLayer* persistent_layers_ = nullptr;  // device [num_layers]
+  float* persistent_ws_ = nullptr;                // attention workspace
+  unsigned* persistent_sync_ = nullptr;           // kPersistentSyncWords
 
   KvCacheShape cache_shape_;
   int32_t num_device_blocks_ = 0;  // blocks the scheduler may use

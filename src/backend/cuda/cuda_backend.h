@@ -54,6 +54,10 @@ struct CudaBackendOptions {
   SmallBatchMlp small_batch_mlp = SmallBatchMlp::kAuto;
   // Programmatic dependent launch between the step's kernels (pdl_launch.cuh); Hopper and later.
   bool pdl = true;
+  // One-token steps (single-stream decode) run every layer in one persistent kernel that streams
+  // the weights without a gap between matrices (decode_persistent.cuh), where the model and the
+  // GPU allow it (Hopper, bf16 cache, head_dim 64 / 128, widths multiples of 256).
+  bool persistent_decode = true;
 };
 
 // Whether the build has CUDA and a usable GPU is present.

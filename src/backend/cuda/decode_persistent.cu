@@ -1,0 +1,523 @@
+#include <algorithm>
+#include <cmath>
+
+#include "backend/cuda/decode_persistent.cuh"
+#include "backend/cuda/decode_persistent_attention.cuh"
+#include "backend/cuda/decode_persistent_device.cuh"
+
+namespace loom::cuda {
+namespace {
+using namespace persistent_detail;
+
+// Shared-memory layout of a CTA (byte offsets), fixed per plan.
+struct Layout {
+  int32_t stages = 0;
+  int32_t scratch = 0;  // x as bf16 for the products; the attention's queries and warp partials
+  int32_t acc = 0;      // f32 [warps][acc_rows]: each consumer warp's row sums of the phase
+  int32_t red = 0;      // f32 [kConsumerWarps] + an int flag
+  int32_t bars = 0;     // uint64 [2][stages]: full, empty
+  int32_t total = 0;
+};
+
+int32_t align_up(int64_t v, int64_t a) {
+  return static_cast<int32_t>((v + a - 1) / a * a);
+}
+
+Layout make_layout(int32_t hidden, int32_t ffn, int32_t num_heads, int32_t num_kv_heads,
+                   int32_t head_dim, int32_t acc_rows, int32_t stages) {
+  Layout l;
+  l.stages = stages;
+  const int64_t x_bytes = int64_t{std::max({hidden, ffn, num_heads * head_dim})} * 2;
+  const int64_t group = num_heads / num_kv_heads;
+  // q [group][D] + warp partial outputs [warps][group][D] + their (max, sum) [warps][group][2].
+  const int64_t attn_bytes = 4 * (group * head_dim + int64_t{kConsumerWarps} * group * head_dim +
+                                  int64_t{kConsumerWarps} * group * 2);
+  l.scratch = stages * kStageBytes;
+  l.acc = l.scratch + align_up(std::max(x_bytes, attn_bytes), 128);
+  l.red = l.acc + align_up(int64_t{kConsumerWarps} * acc_rows * 4, 128);
+  l.bars = l.red + 128;
+  l.total = l.bars + 2 * stages * 8;
+  return l;
+}
+
+// ---- The kernel (Hopper only: the device helpers are left out of the pre-Hopper pass). ----
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+
+// A CTA's share [begin, end) of n items.
+__device__ __forceinline__ int32_t share_begin(int32_t n, int32_t cta) {
+  return static_cast<int32_t>(int64_t{n} * cta / gridDim.x);
+}
+
+// One contiguous weight range of a phase: `bytes` from `src`, rows of `row_bytes`, whose sums go
+// to acc[acc_base + row].
+struct Segment {
+  const char* src;
+  int32_t bytes;
+  int32_t row_bytes;
+  int32_t acc_base;
+};
+
+enum Phase { kQkv = 0, kO = 1, kGateUp = 2, kDown = 3 };
+
+// The segments of a weight phase for this CTA (both the producer and the consumers walk them);
+// returns how many (1 or 2). rows: the CTA's output rows [*r0, *r1).
+__device__ __forceinline__ int phase_segments(const PersistentDecodeArgs& a,
+                                              const PersistentLayer& w, int phase, Segment* seg,
+                                              int32_t* r0, int32_t* r1) {
+  const int32_t H = a.hidden, F = a.ffn, QD = a.num_heads * a.head_dim;
+  const int32_t NQKV = QD + 2 * a.num_kv_heads * a.head_dim;
+  const int cta = blockIdx.x;
+  const bf16* base = nullptr;
+  int32_t rows = 0, in = 0;
+  switch (phase) {
+    case kQkv:
+      base = w.w_qkv, rows = NQKV, in = H;
+      break;
+    case kO:
+      base = w.w_o, rows = H, in = QD;
+      break;
+    case kGateUp:
+      base = w.w_gate_up, rows = F, in = H;
+      break;
+    default:
+      base = w.w_down, rows = H, in = F;
+      break;
+  }
+  *r0 = share_begin(rows, cta);
+  *r1 = share_begin(rows, cta + 1);
+  const int32_t n = *r1 - *r0;
+  seg[0] = Segment{reinterpret_cast<const char*>(base + int64_t{*r0} * in), n * in * 2, in * 2, 0};
+  if (phase != kGateUp) return 1;
+  seg[1] =
+      Segment{reinterpret_cast<const char*>(base + (int64_t{F} + *r0) * in), n * in * 2, in * 2, n};
+  return 2;
+}
+
+// Walks a CTA's weight stream stage by stage: layers, their weight phases, the phases'
+// segments, kStageBytes at a time (the order the consumers take them in).
+struct StreamCursor {
+  int32_t layer = 0;
+  int phase = kQkv;
+  int i = 0, nseg = -1;  // segment; -1: the phase's segments not computed yet
+  int32_t off = 0;
+  Segment seg[2];
+
+  __device__ __forceinline__ bool next(const PersistentDecodeArgs& a, const char** src,
+                                       uint32_t* bytes) {
+    while (layer < a.num_layers) {
+      if (nseg < 0) {
+        int32_t r0, r1;
+        nseg = phase_segments(a, a.layers[layer], phase, seg, &r0, &r1);
+        i = 0;
+        off = 0;
+      }
+      if (i < nseg && off < seg[i].bytes) {
+        *src = seg[i].src + off;
+        *bytes = static_cast<uint32_t>(min(kStageBytes, seg[i].bytes - off));
+        off += kStageBytes;
+        return true;
+      }
+      if (i < nseg) {
+        ++i;
+        off = 0;
+        continue;
+      }
+      nseg = -1;
+      if (++phase > kDown) {
+        phase = kQkv;
+        ++layer;
+      }
+    }
+    return false;
+  }
+};
+
+// The consumer side of the ring: stage `it` lives in slot it % stages, its phase parity is
+// (it / stages) & 1.
+struct Ring {
+  char* stages;
+  uint64_t* full;   // [stages] completed by the producer's copy
+  uint64_t* empty;  // [stages] one arrival per consumer warp
+  int32_t count;
+  uint32_t it;
+  bool trace;                 // count waiting cycles (thread 0)
+  unsigned long long waited;  // cycles thread 0 waited for stages to land
+};
+
+// A warp's running dot product: the row it is summing and each lane's partial sum. Rows are
+// reduced across the warp only when the warp moves on to another row (or the phase ends), into
+// the warp's own row sums acc_warp[row] (no atomics: the sums, and so the step's results, do not
+// depend on the warps' timing).
+struct RowSum {
+  int32_t row = -1;  // segment row, -1: none yet
+  int32_t acc_base = 0;
+  float partial = 0.0f;
+};
+
+__device__ __forceinline__ void flush(RowSum& rs, float* acc_warp) {
+  if (rs.row < 0) return;
+  const float v = warp_sum(rs.partial);
+  if (threadIdx.x % 32 == 0) acc_warp[rs.acc_base + rs.row] += v;
+  rs.row = -1;
+  rs.partial = 0.0f;
+}
+
+// Dot products of one landed stage, bytes [seg_off, seg_off + bytes) of the segment, with x:
+// warp w takes the stage's w-th kWarpBytes (8 slices of 512 bytes, 16 bytes a lane each).
+__device__ __forceinline__ void dot_stage(const char* stage, int32_t seg_off, int32_t bytes,
+                                          const Segment& seg, const bf16* x, float* acc_warp,
+                                          RowSum& rs) {
+  constexpr int kSlices = kWarpBytes / kSliceBytes;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int32_t begin = warp * kWarpBytes;
+  if (begin >= bytes) return;
+  const char* w = stage + begin + lane * 16;
+  const int32_t off = seg_off + begin;
+  if (seg.row_bytes % kWarpBytes == 0) {
+    // The fast path: the warp's bytes lie in one row, and a segment is whole rows, so every
+    // stage holds whole warp chunks. Eight independent loads and sums.
+    const int32_t r = off / seg.row_bytes;
+    if (r != rs.row || seg.acc_base != rs.acc_base) {
+      flush(rs, acc_warp);
+      rs.row = r;
+      rs.acc_base = seg.acc_base;
+    }
+    const bf16* xk = x + (off - r * seg.row_bytes) / 2 + lane * 8;
+    uint4 wv[kSlices], xv[kSlices];
+#pragma unroll
+    for (int u = 0; u < kSlices; ++u) {
+      wv[u] = *reinterpret_cast<const uint4*>(w + u * kSliceBytes);
+      xv[u] = *reinterpret_cast<const uint4*>(xk + u * (kSliceBytes / 2));
+    }
+    float part[kSlices];
+#pragma unroll
+    for (int u = 0; u < kSlices; ++u) {
+      part[u] = 0.0f;
+      fma8(wv[u], xv[u], part[u]);
+    }
+#pragma unroll
+    for (int u = 1; u < kSlices; ++u) part[0] += part[u];
+    rs.partial += part[0];
+    return;
+  }
+  // Rows that are not a multiple of the warp's bytes: slice by slice (a slice never straddles
+  // rows: they are multiples of 512 bytes).
+  const int32_t slices = min(kSlices, (bytes - begin) / kSliceBytes);
+  for (int32_t u = 0; u < slices; ++u) {
+    const int32_t o = off + u * kSliceBytes;
+    const int32_t r = o / seg.row_bytes;
+    if (r != rs.row || seg.acc_base != rs.acc_base) {
+      flush(rs, acc_warp);
+      rs.row = r;
+      rs.acc_base = seg.acc_base;
+    }
+    const uint4 wv = *reinterpret_cast<const uint4*>(w + u * kSliceBytes);
+    const uint4 xv = *reinterpret_cast<const uint4*>(x + (o - r * seg.row_bytes) / 2 + lane * 8);
+    fma8(wv, xv, rs.partial);
+  }
+}
+
+// Consumes a phase's stages in order (the producer issued them in the same order).
+__device__ __forceinline__ void consume_phase(Ring& ring, const Segment* seg, int nseg,
+                                              const bf16* x, float* acc_warp) {
+  const int lane = threadIdx.x % 32;
+  RowSum rs;
+  for (int i = 0; i < nseg; ++i)
+    for (int32_t off = 0; off < seg[i].bytes; off += kStageBytes) {
+      const uint32_t slot = ring.it % ring.count, parity = (ring.it / ring.count) & 1;
+      const long long t0 = ring.trace ? clock64() : 0;
+      mbar_wait(ring.full + slot, parity);
+      if (ring.trace && threadIdx.x == 0) ring.waited += clock64() - t0;
+      dot_stage(ring.stages + int64_t{slot} * kStageBytes, off,
+                min(kStageBytes, seg[i].bytes - off), seg[i], x, acc_warp, rs);
+      __syncwarp();
+      if (lane == 0) mbar_arrive(ring.empty + slot);
+      ++ring.it;
+    }
+  flush(rs, acc_warp);
+}
+
+// x_s[k] = bf16(x[k] * rsqrt(mean x^2 + eps) * w[k]) (rmsnorm.cu's arithmetic), by the consumers.
+__device__ __forceinline__ void norm_to_shared(const float* x, const float* w, int32_t n, float eps,
+                                               bf16* x_s, float* red) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const float4* x4 = reinterpret_cast<const float4*>(x);
+  float ss = 0.0f;
+  for (int32_t i = threadIdx.x; i < n / 4; i += kConsumers) {
+    const float4 v = __ldcg(x4 + i);
+    ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+  }
+  ss = warp_sum(ss);
+  if (lane == 0) red[warp] = ss;
+  consumer_sync();
+  float total = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kConsumerWarps; ++i) total += red[i];
+  const float inv = rsqrtf(total / static_cast<float>(n) + eps);
+  const float4* w4 = reinterpret_cast<const float4*>(w);
+  __nv_bfloat162* out = reinterpret_cast<__nv_bfloat162*>(x_s);
+  for (int32_t i = threadIdx.x; i < n / 4; i += kConsumers) {
+    const float4 v = __ldcg(x4 + i), g = __ldg(w4 + i);
+    out[2 * i] = __floats2bfloat162_rn(v.x * inv * g.x, v.y * inv * g.y);
+    out[2 * i + 1] = __floats2bfloat162_rn(v.z * inv * g.z, v.w * inv * g.w);
+  }
+}
+
+__device__ __forceinline__ void copy_to_shared(const bf16* src, int32_t n, bf16* x_s) {
+  const uint4* s4 = reinterpret_cast<const uint4*>(src);
+  uint4* d4 = reinterpret_cast<uint4*>(x_s);
+  for (int32_t i = threadIdx.x; i < n / 8; i += kConsumers) d4[i] = __ldcg(s4 + i);
+}
+
+#endif  // the kernel's device functions
+
+struct KernelShape {
+  Layout layout;
+  int32_t splits;
+  int32_t acc_rows;  // the stride of each warp's row sums
+};
+
+template <int D>
+__global__ void __launch_bounds__(kThreads, 1)
+    persistent_decode_kernel(PersistentDecodeArgs a, KernelShape shape) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  extern __shared__ __align__(1024) char smem[];
+  const Layout& lay = shape.layout;
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + lay.bars);
+  uint64_t* empty = full + lay.stages;
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < lay.stages; ++i) {
+      mbar_init(full + i, 1);
+      mbar_init(empty + i, kConsumerWarps);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  Segment seg[2];
+  int32_t r0, r1;
+
+  if (warp == kConsumerWarps) {  // the producer: every weight byte of this CTA, in order
+    if (lane != 0) return;
+    StreamCursor cursor;
+    const char* src;
+    uint32_t bytes;
+    uint32_t it = 0;
+    unsigned long long waited = 0;
+    while (cursor.next(a, &src, &bytes)) {
+      const uint32_t slot = it % lay.stages, parity = (it / lay.stages) & 1;
+      const long long t0 = a.trace ? clock64() : 0;
+      mbar_wait(empty + slot, parity ^ 1);
+      if (a.trace) waited += clock64() - t0;
+      mbar_arrive_expect_tx(full + slot, bytes);
+      bulk_load(smem + int64_t{slot} * kStageBytes, src, bytes, full + slot);
+      ++it;
+    }
+    if (a.trace)
+      a.trace[int64_t{gridDim.x} * a.num_layers * kPersistentTraceEvents + 2 * blockIdx.x + 1] =
+          waited;
+    return;
+  }
+
+  // The consumers.
+  Ring ring{smem, full, empty, lay.stages, 0, a.trace != nullptr, 0};
+  bf16* x_s = reinterpret_cast<bf16*>(smem + lay.scratch);
+  float* acc = reinterpret_cast<float*>(smem + lay.acc);
+  float* red = reinterpret_cast<float*>(smem + lay.red);
+  int* flag = reinterpret_cast<int*>(red + kConsumerWarps);
+  unsigned epoch = 0;
+  const int32_t H = a.hidden, F = a.ffn, QD = a.num_heads * D;
+  const int32_t stride = shape.acc_rows;
+  float* acc_warp = acc + (threadIdx.x / 32) * stride;
+  auto zero_acc = [&] {
+    for (int32_t i = threadIdx.x; i < kConsumerWarps * stride; i += kConsumers) acc[i] = 0.0f;
+  };
+  // Row i's sum over the warps, in warp order.
+  auto row_sum = [&](int32_t i) {
+    float v = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kConsumerWarps; ++w) v += acc[w * stride + i];
+    return v;
+  };
+  auto mark = [&](int32_t layer, int event) {
+    if (a.trace == nullptr || threadIdx.x != 0) return;
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    a.trace[(int64_t{blockIdx.x} * a.num_layers + layer) * kPersistentTraceEvents + event] = t;
+  };
+  for (int32_t layer = 0; layer < a.num_layers; ++layer) {
+    const PersistentLayer w = a.layers[layer];
+    mark(layer, 0);
+    prefetch_kv(a, layer, shape.splits);
+    // qkv
+    int nseg = phase_segments(a, w, kQkv, seg, &r0, &r1);
+    zero_acc();
+    norm_to_shared(a.x, w.attn_norm, H, a.eps, x_s, red);
+    consumer_sync();
+    consume_phase(ring, seg, nseg, x_s, acc_warp);
+    mark(layer, 1);
+    consumer_sync();
+    for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers)
+      a.qkv[r0 + i] = row_sum(i) + (w.qkv_bias ? w.qkv_bias[r0 + i] : 0.0f);
+    grid_sync(a.sync, epoch);
+    mark(layer, 2);
+    // attention
+    attention<D>(a, layer, shape.splits, smem + lay.scratch, flag);
+    grid_sync(a.sync, epoch);
+    mark(layer, 3);
+    // o
+    nseg = phase_segments(a, w, kO, seg, &r0, &r1);
+    zero_acc();
+    copy_to_shared(a.attn_out, QD, x_s);
+    consumer_sync();
+    consume_phase(ring, seg, nseg, x_s, acc_warp);
+    mark(layer, 4);
+    consumer_sync();
+    for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers)
+      a.x[r0 + i] = __ldcg(a.x + r0 + i) + row_sum(i);
+    grid_sync(a.sync, epoch);
+    mark(layer, 5);
+    // gate_up + SwiGLU
+    nseg = phase_segments(a, w, kGateUp, seg, &r0, &r1);
+    zero_acc();
+    norm_to_shared(a.x, w.ffn_norm, H, a.eps, x_s, red);
+    consumer_sync();
+    consume_phase(ring, seg, nseg, x_s, acc_warp);
+    mark(layer, 6);
+    consumer_sync();
+    for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers) {
+      const float g = row_sum(i), u = row_sum(r1 - r0 + i);
+      a.act[r0 + i] = __float2bfloat16(g / (1.0f + __expf(-g)) * u);
+    }
+    grid_sync(a.sync, epoch);
+    mark(layer, 7);
+    // down
+    nseg = phase_segments(a, w, kDown, seg, &r0, &r1);
+    zero_acc();
+    copy_to_shared(a.act, F, x_s);
+    consumer_sync();
+    consume_phase(ring, seg, nseg, x_s, acc_warp);
+    mark(layer, 8);
+    consumer_sync();
+    for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers)
+      a.x[r0 + i] = __ldcg(a.x + r0 + i) + row_sum(i);
+    if (layer + 1 < a.num_layers) grid_sync(a.sync, epoch);
+  }
+  if (a.trace && threadIdx.x == 0)
+    a.trace[int64_t{gridDim.x} * a.num_layers * kPersistentTraceEvents + 2 * blockIdx.x] =
+        ring.waited;
+  // Leave the counters at zero for the next launch: the last CTA out resets them (every CTA has
+  // passed its last barrier wait by then).
+  consumer_sync();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    if (atomicAdd(a.sync + 1, 1u) == gridDim.x - 1) {
+      atomicExch(a.sync, 0u);
+      atomicExch(a.sync + 1, 0u);
+    }
+  }
+#else
+  __trap();  // launched only on Hopper and later (plan_persistent_decode)
+#endif
+}
+
+int device_attribute(cudaDeviceAttr attr) {
+  int dev = 0, v = 0;
+  LOOM_CUDA_CHECK(cudaGetDevice(&dev));
+  LOOM_CUDA_CHECK(cudaDeviceGetAttribute(&v, attr, dev));
+  return v;
+}
+
+int32_t acc_rows_for(int32_t hidden, int32_t ffn, int32_t num_heads, int32_t num_kv_heads,
+                     int32_t head_dim, int32_t grid) {
+  const int64_t nqkv = int64_t{num_heads + 2 * num_kv_heads} * head_dim;
+  return static_cast<int32_t>(
+      std::max({ceil_div(nqkv, grid), ceil_div(hidden, grid), 2 * ceil_div(ffn, grid)}));
+}
+
+}  // namespace
+
+bool persistent_decode_supports(int32_t hidden, int32_t ffn, int32_t num_heads,
+                                int32_t num_kv_heads, int32_t head_dim, KvCacheDtype dtype,
+                                std::string* why) {
+  why->clear();
+  if (dtype != KvCacheDtype::kBf16) {
+    *why = "needs a bf16 KV cache";
+  } else if (head_dim != 64 && head_dim != 128) {
+    *why = "needs head_dim 64 or 128";
+  } else if (num_kv_heads < 1 || num_kv_heads > kPersistentMaxKvHeads ||
+             num_heads % num_kv_heads != 0 || num_heads / num_kv_heads > kMaxGroup) {
+    *why = "needs at most 8 query heads per KV head";
+  } else if (hidden % kRowAlign != 0 || ffn % kRowAlign != 0 ||
+             (num_heads * head_dim) % kRowAlign != 0) {
+    *why = "needs hidden, ffn and q_dim multiples of 256";
+  }
+  return why->empty();
+}
+
+PersistentDecodePlan plan_persistent_decode(int32_t hidden, int32_t ffn, int32_t num_heads,
+                                            int32_t num_kv_heads, int32_t head_dim,
+                                            int32_t max_stages) {
+  PersistentDecodePlan p;
+  if (device_attribute(cudaDevAttrComputeCapabilityMajor) < 9) return p;
+  const int32_t sms = device_attribute(cudaDevAttrMultiProcessorCount);
+  const int32_t smem_max = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
+  const int32_t acc_rows = acc_rows_for(hidden, ffn, num_heads, num_kv_heads, head_dim, sms);
+  const Layout none = make_layout(hidden, ffn, num_heads, num_kv_heads, head_dim, acc_rows, 0);
+  int32_t stages = std::min(kMaxStages, (smem_max - none.total) / (kStageBytes + 16));
+  if (max_stages > 0) stages = std::min(stages, max_stages);
+  if (stages < 3) return p;  // too little shared memory to stream ahead
+  p.grid = sms;
+  p.stages = stages;
+  p.acc_rows = acc_rows;
+  p.smem_bytes = static_cast<size_t>(
+      make_layout(hidden, ffn, num_heads, num_kv_heads, head_dim, acc_rows, stages).total);
+  p.attn_splits = std::clamp(sms / num_kv_heads, 1, kMaxSplits);
+  p.partial_floats = int64_t{num_heads} * p.attn_splits * (head_dim + 2);
+  return p;
+}
+
+void launch_persistent_decode(const PersistentDecodeArgs& a, const PersistentDecodePlan& p,
+                              cudaStream_t stream) {
+  LOOM_CHECK(p.grid > 0 && a.layers && a.x && a.position && a.slot && a.block_table && a.inv_freq &&
+                 a.kv_cache && a.qkv && a.attn_partial && a.attn_out && a.act && a.sync,
+             "persistent decode: incomplete arguments or no plan");
+  LOOM_CHECK(a.cache.dtype == KvCacheDtype::kBf16 && a.head_dim == a.cache.head_dim);
+  KernelShape shape;
+  shape.layout =
+      make_layout(a.hidden, a.ffn, a.num_heads, a.num_kv_heads, a.head_dim, p.acc_rows, p.stages);
+  shape.splits = p.attn_splits;
+  shape.acc_rows = p.acc_rows;
+  LOOM_CHECK(static_cast<size_t>(shape.layout.total) == p.smem_bytes);
+  auto* kernel = a.head_dim == 64 ? persistent_decode_kernel<64> : persistent_decode_kernel<128>;
+  // Once per instance: allow the device's whole opt-in shared memory (plans differ by model).
+  static const bool set_64 = [] {
+    LOOM_CUDA_CHECK(cudaFuncSetAttribute(
+        persistent_decode_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin)));
+    return true;
+  }();
+  static const bool set_128 = [] {
+    LOOM_CUDA_CHECK(cudaFuncSetAttribute(
+        persistent_decode_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin)));
+    return true;
+  }();
+  (void)set_64;
+  (void)set_128;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(static_cast<unsigned>(p.grid));
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = p.smem_bytes;
+  config.stream = stream;
+  // Cooperative: the grid barriers need every CTA resident at once; the launch fails loudly
+  // rather than deadlock if they cannot be.
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeCooperative;
+  attribute[0].val.cooperative = 1;
+  config.attrs = attribute;
+  config.numAttrs = 1;
+  LOOM_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, a, shape));
+}
+
+}  // namespace loom::cuda

@@ -1,0 +1,119 @@
+// The persistent decode kernel: every layer of a one-token step (single-stream decode) in one
+// launch, its weights streamed without a gap between matrices.
+//
+// Why: at one token a step is a pass over the weights, so its floor is weight bytes over memory
+// bandwidth. One kernel per matrix cannot get near it: each launch pays a ramp (a DRAM round trip
+// before its first bytes arrive) and a tail (its last CTAs alone on the GPU), and the small
+// matrices (1B's QKV and O: 8-13 MB, 2-3 us of bandwidth) are mostly ramp and tail; measured on
+// an H200, a Llama-3.2-1B step was 2x its floor (benchmarks-cuda.md, "The small-batch products").
+// Weights do not depend on the activations, so nothing stops them from being loaded ahead: here
+// one warp of each CTA (the producer) streams the CTA's share of every matrix of every layer, in
+// order, into a ring of shared-memory stages with bulk asynchronous copies (cp.async.bulk, one
+// mbarrier per stage), running ahead of the computation by the ring's depth (~176 KB a CTA, ~5
+// us of the CTA's share of bandwidth). The eight consumer warps wait for the activations (a grid
+// barrier), then take the stages as they land. So the memory system keeps streaming through the
+// barriers, the attention and the norms.
+//
+// Grid: one CTA per SM, all resident (cooperative launch); 8 consumer warps + 1 producer warp.
+// Per layer, phases separated by grid barriers (a counter in global memory):
+//   qkv    every CTA: RMSNorm(x) into shared memory (bf16, as the norm kernel would write it);
+//          its rows of W_qkv -> qkv (f32 scratch, bias added)
+//   attn   CTA (kv head h, split s) of num_kv_heads x splits: RoPE of the group's queries and,
+//          in the split holding the new token, of its key, whose K/V it writes into the paged
+//          cache; online softmax over its keys; (max, sum, output) to a workspace; the last
+//          split of a head to finish (a counter) merges the splits into attn_out (bf16)
+//   o      attn_out into shared memory; its rows of W_o, added into x (the residual stream)
+//   gate   RMSNorm(x); its outputs n of W_gate_up (gate row n and up row ffn + n) ->
+//          act[n] = silu(gate) * up (bf16)
+//   down   act into shared memory; its rows of W_down, added into x
+// A CTA's rows of a matrix are one contiguous byte range (row-major weights), split into 16 KB
+// stages; a consumer warp takes a contiguous quarter-stage in 512-byte slices (16 bytes a lane,
+// always inside one row since rows are multiples of 512 bytes), dots them with x and adds each
+// row's sum into a per-CTA accumulator in shared memory.
+//
+// Scope: one token (batch 1), bf16 weights and KV cache, head_dim 64 or 128, up to 8 query heads
+// per KV head, hidden / ffn / q_dim multiples of 256 (persistent_decode_supports); anything else
+// takes the layer-by-layer kernels. Hopper (sm_90: bulk copies with mbarrier transactions).
+#pragma once
+
+#include <string>
+
+#include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/kv_cache_format.h"
+
+namespace loom::cuda {
+
+struct PersistentLayer {
+  const bf16* w_qkv = nullptr;      // [q_dim + 2 kv_dim][hidden]
+  const bf16* w_o = nullptr;        // [hidden][q_dim]
+  const bf16* w_gate_up = nullptr;  // [2 ffn][hidden]: gate rows, then up rows
+  const bf16* w_down = nullptr;     // [hidden][ffn]
+  const float* attn_norm = nullptr;
+  const float* ffn_norm = nullptr;
+  const float* qkv_bias = nullptr;  // [q_dim + 2 kv_dim] or null
+};
+
+// The launch's shape, fixed for a model on a GPU (plan_persistent_decode).
+// Bytes of one ring stage (one bulk copy).
+constexpr int32_t kPersistentStageBytes = 32768;
+
+struct PersistentDecodePlan {
+  int32_t grid = 0;            // CTAs: one per SM
+  int32_t stages = 0;          // ring stages of kPersistentStageBytes per CTA
+  int32_t attn_splits = 0;     // context splits per KV head
+  int32_t acc_rows = 0;        // most accumulator rows a CTA needs in one phase
+  size_t smem_bytes = 0;       // dynamic shared memory per CTA
+  int64_t partial_floats = 0;  // attention workspace: [num_heads][attn_splits][head_dim + 2]
+};
+
+// Words of the synchronisation buffer: the grid barrier's counter, the exit counter and one merge
+// counter per KV head. Zero when allocated; every launch leaves it zero.
+constexpr int32_t kPersistentMaxKvHeads = 128;
+constexpr int32_t kPersistentSyncWords = 2 + kPersistentMaxKvHeads;
+
+struct PersistentDecodeArgs {
+  int32_t num_layers = 0, hidden = 0, ffn = 0, num_heads = 0, num_kv_heads = 0, head_dim = 0;
+  float eps = 0.0f;                         // RMSNorm
+  float scale = 0.0f;                       // attention: 1 / sqrt(head_dim)
+  bool neox = true;                         // RoPE pairing (rope_kv.cuh)
+  const PersistentLayer* layers = nullptr;  // device array [num_layers]
+  float* x = nullptr;                       // [hidden] f32: the embedding in, the residual out
+  const int32_t* position = nullptr;        // [1] the token's position
+  const int64_t* slot = nullptr;            // [1] its KV cache slot
+  const int32_t* block_table = nullptr;     // its sequence's block table (position / block_size
+                                            // + 1 entries used)
+  const float* inv_freq = nullptr;          // [head_dim / 2]
+  void* kv_cache = nullptr;                 // bf16 pool (kv_cache_format.h)
+  KvCacheShape cache;
+  float* qkv = nullptr;           // [q_dim + 2 kv_dim] scratch
+  float* attn_partial = nullptr;  // plan.partial_floats
+  bf16* attn_out = nullptr;       // [q_dim] scratch
+  bf16* act = nullptr;            // [ffn] scratch
+  unsigned* sync = nullptr;       // kPersistentSyncWords, zeroed once
+  // Diagnostics (benchmarks only; null in the backend): when set, thread 0 of each CTA records
+  // the global timer (ns) at kPersistentTraceEvents points of every layer,
+  // trace[(cta * num_layers + layer) * kPersistentTraceEvents + event], and after those
+  // (grid * num_layers * kPersistentTraceEvents words on) two words per CTA: the clock cycles its
+  // consumers (warp 0) waited for stages to land and its producer waited for free stages.
+  unsigned long long* trace = nullptr;
+};
+
+// Trace points of a layer: start, qkv consumed, attention start, o start, o consumed, gate_up
+// start, gate_up consumed, down start, down consumed.
+constexpr int32_t kPersistentTraceEvents = 9;
+
+// Whether the kernel takes this model (empty `why`) or not (`why` says what is missing).
+bool persistent_decode_supports(int32_t hidden, int32_t ffn, int32_t num_heads,
+                                int32_t num_kv_heads, int32_t head_dim, KvCacheDtype dtype,
+                                std::string* why);
+
+// The launch shape on the current device; grid == 0 when the device cannot run it (before
+// Hopper, or too little shared memory). max_stages > 0 caps the ring (benchmarks).
+PersistentDecodePlan plan_persistent_decode(int32_t hidden, int32_t ffn, int32_t num_heads,
+                                            int32_t num_kv_heads, int32_t head_dim,
+                                            int32_t max_stages = 0);
+
+void launch_persistent_decode(const PersistentDecodeArgs& args, const PersistentDecodePlan& plan,
+                              cudaStream_t stream);
+
+}  // namespace loom::cuda

@@ -1,0 +1,257 @@
+// The attention phase of the persistent decode kernel (decode_persistent.cuh): one CTA per
+// (KV head, context split), the RoPE of the token's queries and key, its K/V write into the
+// paged cache, an online softmax over the split's keys and the merge of the splits by the last
+// CTA of each head to finish. Included by decode_persistent.cu only.
+#pragma once
+
+#include "backend/cuda/decode_persistent_device.cuh"
+
+namespace loom::cuda::persistent_detail {
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+
+// This CTA's attention work for a token at `pos`: KV head h, split s of `used`, keys [k0, k1).
+// False when the CTA has none. The same for every layer of a launch.
+__device__ __forceinline__ bool attention_share(const PersistentDecodeArgs& a, int32_t splits,
+                                                int32_t pos, int32_t* used, int32_t* h, int32_t* s,
+                                                int32_t* k0, int32_t* k1) {
+  const int32_t L = pos + 1;
+  *used = max(1, min(splits, (L + kMinKeysPerSplit - 1) / kMinKeysPerSplit));
+  if (static_cast<int32_t>(blockIdx.x) >= a.num_kv_heads * *used) return false;
+  *h = blockIdx.x / *used;
+  *s = blockIdx.x % *used;
+  const int32_t per = (L + *used - 1) / *used;
+  *k0 = min(L, *s * per);
+  *k1 = min(L, *k0 + per);
+  return true;
+}
+
+// Asks L2 for the K and V rows the attention of `layer` will read (all but the new token's), at
+// the start of the layer: their DRAM latency then passes during the QKV product, not on the
+// attention's critical path.
+__device__ __forceinline__ void prefetch_kv(const PersistentDecodeArgs& a, int32_t layer,
+                                            int32_t splits) {
+  const int32_t pos = __ldcg(a.position);
+  int32_t used, h, s, k0, k1;
+  if (!attention_share(a, splits, pos, &used, &h, &s, &k0, &k1)) return;
+  const KvCacheShape& c = a.cache;
+  const int32_t lines = c.head_dim * 2 / 128;  // 128-byte lines a row
+  const int32_t keys = min(k1, pos) - k0;
+  const uint8_t* cache = static_cast<const uint8_t*>(a.kv_cache);
+  for (int32_t i = threadIdx.x; i < keys * 2 * lines; i += kConsumers) {
+    const int32_t j = k0 + i / (2 * lines), kv = (i / lines) % 2, line = i % lines;
+    const int64_t block = __ldcg(a.block_table + j / c.block_size);
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(
+        cache + c.value_byte_offset(block, layer, kv, h, j % c.block_size) + line * 128));
+  }
+}
+
+// The attention phase of CTA (kv head h, split s); see the file comment of the .cuh. The context
+// is cut into as many splits as give each at least kMinKeysPerSplit keys (at most `splits`);
+// with one split the CTA writes the output itself.
+template <int D>
+__device__ void attention(const PersistentDecodeArgs& a, int32_t layer, int32_t splits,
+                          char* scratch, int* flag) {
+  constexpr int DPL = D / 32;  // dims a lane holds
+  const int32_t KH = a.num_kv_heads, G = a.num_heads / KH;
+  const int32_t pos = __ldcg(a.position);
+  int32_t used, h, s, k0, k1;
+  if (!attention_share(a, splits, pos, &used, &h, &s, &k0, &k1)) return;  // CTA-uniform
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int32_t half = D / 2, QD = a.num_heads * D, KVD = KH * D;
+  float* q_s = reinterpret_cast<float*>(scratch);  // [G][D], scaled for exp2
+  float* part = q_s + G * D;                       // [warps][G][D]
+  float* ml = part + kConsumerWarps * G * D;       // [warps][G][2]
+  const float qscale = a.scale * 1.4426950408889634f;
+  uint8_t* cache = static_cast<uint8_t*>(a.kv_cache);
+  const KvCacheShape& c = a.cache;
+
+  // RoPE: rotation pair p of head `head` is dims (i0, i1) (rope_kv.cuh's pairing).
+  auto rotate = [&](const float* v, int32_t p, float& y0, float& y1, int32_t& i0, int32_t& i1) {
+    i0 = a.neox ? p : 2 * p;
+    i1 = a.neox ? p + half : 2 * p + 1;
+    float sn, cs;
+    sincosf(static_cast<float>(pos) * __ldg(a.inv_freq + p), &sn, &cs);
+    const float x0 = __ldcg(v + i0), x1 = __ldcg(v + i1);
+    y0 = x0 * cs - x1 * sn;
+    y1 = x0 * sn + x1 * cs;
+  };
+  for (int32_t i = threadIdx.x; i < G * half; i += kConsumers) {
+    const int32_t g = i / half, p = i % half;
+    float y0, y1;
+    int32_t i0, i1;
+    rotate(a.qkv + (h * G + g) * D, p, y0, y1, i0, i1);
+    q_s[g * D + i0] = y0 * qscale;
+    q_s[g * D + i1] = y1 * qscale;
+  }
+  if (k0 <= pos && pos < k1) {  // this split holds the new token: write its K and V
+    const int64_t slot = __ldcg(a.slot);
+    const int64_t block = slot / c.block_size;
+    const int32_t in_block = static_cast<int32_t>(slot % c.block_size);
+    bf16* k_row =
+        reinterpret_cast<bf16*>(cache + c.value_byte_offset(block, layer, 0, h, in_block));
+    bf16* v_row =
+        reinterpret_cast<bf16*>(cache + c.value_byte_offset(block, layer, 1, h, in_block));
+    for (int32_t p = threadIdx.x; p < half; p += kConsumers) {
+      float y0, y1;
+      int32_t i0, i1;
+      rotate(a.qkv + QD + h * D, p, y0, y1, i0, i1);
+      k_row[i0] = __float2bfloat16(y0);
+      k_row[i1] = __float2bfloat16(y1);
+    }
+    for (int32_t d = threadIdx.x; d < D; d += kConsumers)
+      v_row[d] = __float2bfloat16(__ldcg(a.qkv + QD + KVD + h * D + d));
+  }
+  consumer_sync();
+
+  // Online softmax over this warp's keys, kKeys consecutive keys at a time: their loads and
+  // their score reductions together, then one update of the running max per chunk.
+  float q[kMaxGroup][DPL];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g)
+#pragma unroll
+    for (int d = 0; d < DPL; ++d) q[g][d] = g < G ? q_s[g * D + lane * DPL + d] : 0.0f;
+  float m[kMaxGroup], l[kMaxGroup], acc[kMaxGroup][DPL];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    m[g] = -INFINITY;
+    l[g] = 0.0f;
+#pragma unroll
+    for (int d = 0; d < DPL; ++d) acc[g][d] = 0.0f;
+  }
+  constexpr int kKeys = 4;
+  for (int32_t jb = k0 + warp * kKeys; jb < k1; jb += kConsumerWarps * kKeys) {
+    float kf[kKeys][DPL], vf[kKeys][DPL];
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+      const int32_t j = min(jb + u, k1 - 1);  // past the end: a repeat, masked below
+      const int64_t block = __ldcg(a.block_table + j / c.block_size);
+      const int32_t in_block = j % c.block_size;
+      const bf16* kr =
+          reinterpret_cast<const bf16*>(cache + c.value_byte_offset(block, layer, 0, h, in_block)) +
+          lane * DPL;
+      const bf16* vr =
+          reinterpret_cast<const bf16*>(cache + c.value_byte_offset(block, layer, 1, h, in_block)) +
+          lane * DPL;
+      if constexpr (DPL == 2) {
+        const unsigned kb = __ldcg(reinterpret_cast<const unsigned*>(kr));
+        const unsigned vb = __ldcg(reinterpret_cast<const unsigned*>(vr));
+        const float2 k2 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&kb));
+        const float2 v2 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&vb));
+        kf[u][0] = k2.x, kf[u][1] = k2.y, vf[u][0] = v2.x, vf[u][1] = v2.y;
+      } else {
+        const uint2 kb = __ldcg(reinterpret_cast<const uint2*>(kr));
+        const uint2 vb = __ldcg(reinterpret_cast<const uint2*>(vr));
+        const float2 ka = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&kb.x));
+        const float2 kc = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&kb.y));
+        const float2 va = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&vb.x));
+        const float2 vc = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&vb.y));
+        kf[u][0] = ka.x, kf[u][1] = ka.y, kf[u][2] = kc.x, kf[u][3] = kc.y;
+        vf[u][0] = va.x, vf[u][1] = va.y, vf[u][2] = vc.x, vf[u][3] = vc.y;
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= G) break;
+      float sc[kKeys];
+#pragma unroll
+      for (int u = 0; u < kKeys; ++u) {
+        sc[u] = 0.0f;
+#pragma unroll
+        for (int d = 0; d < DPL; ++d) sc[u] = fmaf(q[g][d], kf[u][d], sc[u]);
+      }
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+        for (int u = 0; u < kKeys; ++u) sc[u] += __shfl_xor_sync(0xffffffffu, sc[u], o);
+      float m_new = m[g];
+#pragma unroll
+      for (int u = 0; u < kKeys; ++u)
+        if (jb + u < k1) m_new = fmaxf(m_new, sc[u]);
+      const float corr = exp2f(m[g] - m_new);
+      l[g] *= corr;
+#pragma unroll
+      for (int d = 0; d < DPL; ++d) acc[g][d] *= corr;
+#pragma unroll
+      for (int u = 0; u < kKeys; ++u) {
+        const float p = jb + u < k1 ? exp2f(sc[u] - m_new) : 0.0f;
+        l[g] += p;
+#pragma unroll
+        for (int d = 0; d < DPL; ++d) acc[g][d] = fmaf(p, vf[u][d], acc[g][d]);
+      }
+      m[g] = m_new;
+    }
+  }
+  // The warps' partials meet in shared memory.
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    if (g >= G) break;
+#pragma unroll
+    for (int d = 0; d < DPL; ++d) part[(warp * G + g) * D + lane * DPL + d] = acc[g][d];
+    if (lane == 0) {
+      ml[(warp * G + g) * 2] = m[g];
+      ml[(warp * G + g) * 2 + 1] = l[g];
+    }
+  }
+  consumer_sync();
+  float* ws = a.attn_partial;  // [num_heads][splits][D + 2]
+  for (int32_t i = threadIdx.x; i < G * D; i += kConsumers) {
+    const int32_t g = i / D, d = i % D;
+    float mx = -INFINITY;
+    for (int w = 0; w < kConsumerWarps; ++w) mx = fmaxf(mx, ml[(w * G + g) * 2]);
+    float o = 0.0f, sum = 0.0f;
+    if (mx != -INFINITY)
+      for (int w = 0; w < kConsumerWarps; ++w) {
+        const float mw = ml[(w * G + g) * 2];
+        if (mw == -INFINITY) continue;
+        const float f = exp2f(mw - mx);
+        o += part[(w * G + g) * D + d] * f;
+        sum += ml[(w * G + g) * 2 + 1] * f;
+      }
+    if (used == 1) {  // the whole context: the output itself
+      a.attn_out[(h * G + g) * D + d] = __float2bfloat16(o / sum);
+      continue;
+    }
+    float* dst = ws + (int64_t{h * G + g} * splits + s) * (D + 2);
+    dst[d] = o;
+    if (d == 0) {
+      dst[D] = mx;
+      dst[D + 1] = sum;
+    }
+  }
+  if (used == 1) return;
+  consumer_sync();
+  unsigned* counter = a.sync + 2 + h;
+  if (threadIdx.x == 0) {
+    __threadfence();  // cumulative: the whole CTA's partial, ordered by the barrier above
+    *flag = atomicAdd(counter, 1u) == static_cast<unsigned>(used - 1);
+    __threadfence();
+  }
+  consumer_sync();
+  if (!*flag) return;
+  // The last split of head h to finish merges all of them, in one pass with a running maximum
+  // (each split's loads independent of the others').
+  for (int32_t i = threadIdx.x; i < G * D; i += kConsumers) {
+    const int32_t g = i / D, d = i % D;
+    const float* src = ws + int64_t{h * G + g} * splits * (D + 2);
+    float mx = -INFINITY, o = 0.0f, sum = 0.0f;
+#pragma unroll 4
+    for (int32_t t = 0; t < used; ++t) {
+      const float mt = __ldcg(src + t * (D + 2) + D);
+      const float lt = __ldcg(src + t * (D + 2) + D + 1);
+      const float at = __ldcg(src + t * (D + 2) + d);
+      if (mt == -INFINITY) continue;
+      const float m_new = fmaxf(mx, mt);
+      const float c_old = exp2f(mx - m_new), c_t = exp2f(mt - m_new);
+      o = o * c_old + at * c_t;
+      sum = sum * c_old + lt * c_t;
+      mx = m_new;
+    }
+    a.attn_out[(h * G + g) * D + d] = __float2bfloat16(o / sum);
+  }
+  if (threadIdx.x == 0) *counter = 0;  // the next layer's merge starts from zero
+}
+
+#endif
+
+}  // namespace loom::cuda::persistent_detail

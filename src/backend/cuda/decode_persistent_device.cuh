@@ -1,0 +1,107 @@
+// Device helpers of the persistent decode kernel (decode_persistent.cuh): its constants, the
+// mbarrier and bulk-copy PTX of the weight ring, the consumer warps' barrier and the grid
+// barrier. Included by decode_persistent.cu and decode_persistent_attention.cuh only.
+#pragma once
+
+#include "backend/cuda/decode_persistent.cuh"
+
+namespace loom::cuda::persistent_detail {
+
+constexpr int kConsumerWarps = 8;
+constexpr int kConsumers = kConsumerWarps * 32;
+constexpr int kThreads = kConsumers + 32;  // + the producer warp
+constexpr int kStageBytes = kPersistentStageBytes;
+constexpr int kSliceBytes = 512;                          // 32 lanes x 16 bytes
+constexpr int kWarpBytes = kStageBytes / kConsumerWarps;  // a consumer warp's share of a stage
+constexpr int kMaxStages = 16;
+constexpr int kMaxGroup = 8;          // query heads per KV head
+constexpr int kMaxSplits = 64;        // attention splits per KV head
+constexpr int kMinKeysPerSplit = 32;  // one chunk of 4 keys per consumer warp
+constexpr int kRowAlign = 256;        // hidden, ffn, q_dim: multiples of this (512-byte rows)
+
+// Left out of the pre-Hopper device pass (the kernel traps there; the host never launches it).
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile(
+      "{\n .reg .b64 st;\n mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}" ::"r"(
+          smem_u32(bar)),
+      "r"(bytes)
+      : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile(
+      "{\n .reg .b64 st;\n mbarrier.arrive.shared::cta.b64 st, [%0];\n}" ::"r"(smem_u32(bar))
+      : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 "
+        "%0, 1, 0, p;\n}"
+        : "=r"(done)
+        : "r"(smem_u32(bar)), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+// bytes from global src into shared dst, completing `bytes` transactions on bar.
+__device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t bytes,
+                                          uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::
+          "r"(smem_u32(dst)),
+      "l"(src), "r"(bytes), "r"(smem_u32(bar))
+      : "memory");
+}
+
+// The consumer warps only (the producer never joins): named barrier 1.
+__device__ __forceinline__ void consumer_sync() {
+  asm volatile("bar.sync 1, %0;" ::"n"(kConsumers) : "memory");
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ void fma8(const uint4& w, const uint4& x, float& acc) {
+  const __nv_bfloat162* w2 = reinterpret_cast<const __nv_bfloat162*>(&w);
+  const __nv_bfloat162* x2 = reinterpret_cast<const __nv_bfloat162*>(&x);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 a = __bfloat1622float2(w2[j]), b = __bfloat1622float2(x2[j]);
+    acc = fmaf(a.x, b.x, acc);
+    acc = fmaf(a.y, b.y, acc);
+  }
+}
+
+// Every CTA's consumers arrive; returns when all have (their writes before it are visible to
+// every CTA's reads after it). `epoch` counts this CTA's barriers (thread 0's copy is used).
+__device__ __forceinline__ void grid_sync(unsigned* counter, unsigned& epoch) {
+  consumer_sync();
+  if (threadIdx.x == 0) {
+    ++epoch;
+    const unsigned target = epoch * gridDim.x;
+    // Release: the CTA's writes (ordered before this by the barrier above) become visible to
+    // whoever acquires the count; no return value to wait for.
+    asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
+    unsigned seen = 0;
+    do {
+      asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
+    } while (seen < target);
+  }
+  consumer_sync();
+}
+
+#endif
+
+}  // namespace loom::cuda::persistent_detail

@@ -1,0 +1,172 @@
+// The persistent decode kernel (decode_persistent.cuh) against the layer-by-layer kernels: the
+// same random-weight model (same dummy seed) in two backends, one running one-token steps in the
+// persistent kernel, the other with it turned off. Shapes cover head_dim 64 and 128, groups of 4
+// and 8 query heads, both RoPE pairings, contexts from 1 to 1,100 tokens (one to all of the
+// attention's splits), graphed and eager steps, and a one-token prefill chunk without logits.
+//
+// Tolerance: the two paths compute the same layer in a different order (per-warp row sums
+// instead of one warp per row; gate and up kept in f32 before SwiGLU instead of rounded to bf16;
+// the attention split differently), so logits agree to rounding, not bitwise: cosine > 0.9999
+// and each side's top-1 within the other's top-5, as the backend's other invariance tests.
+// Within the persistent path itself, results are bitwise reproducible (no atomics in the sums).
+#include <algorithm>
+#include <string>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/decode_persistent.cuh"
+#include "cuda/backend_checks.h"
+#include "cuda/cuda_test_util.h"
+
+namespace loom::testing {
+namespace {
+
+constexpr int32_t kBlockSize = 16;
+
+struct Shape {
+  const char* name;
+  ModelConfig config;
+};
+
+std::vector<Shape> shapes() {
+  ModelConfig d128 = small_llama_config();
+  d128.hidden_size = 1024;
+  d128.intermediate_size = 2048;
+  d128.num_layers = 3;
+  d128.num_heads = 8;
+  d128.num_kv_heads = 2;
+  d128.head_dim = 128;
+  ModelConfig g8 = small_llama_config();
+  g8.num_layers = 2;
+  g8.num_heads = 16;  // q_dim 1024 != hidden 512
+  g8.num_kv_heads = 2;
+  g8.intermediate_size = 1536;
+  g8.rope_style = RopeStyle::kInterleaved;
+  return {{"head_dim 64, group 4", small_llama_config()},
+          {"head_dim 128, group 4", d128},
+          {"head_dim 64, group 8, interleaved RoPE", g8}};
+}
+
+std::unique_ptr<Backend> make_backend(const ModelConfig& c, bool persistent, bool graphs = true) {
+  CudaBackendOptions o;
+  o.block_size = kBlockSize;
+  o.kv_cache_bytes = size_t{64} << 20;
+  o.swap_space_bytes = size_t{4} << 20;
+  o.max_num_batched_tokens = 1200;
+  o.persistent_decode = persistent;
+  o.cuda_graphs = graphs;
+  auto b = create_cuda_backend_dummy(c, o);
+  EXPECT_TRUE(b.ok()) << b.error();
+  return b.ok() ? std::move(b).value() : nullptr;
+}
+
+// Skips unless the persistent kernel runs for this shape on this GPU.
+bool persistent_runs(const ModelConfig& c) {
+  std::string why;
+  if (!cuda::persistent_decode_supports(c.hidden_size, c.intermediate_size, c.num_heads,
+                                        c.num_kv_heads, c.head_dim, cuda::KvCacheDtype::kBf16,
+                                        &why))
+    return false;
+  return cuda::plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads,
+                                      c.num_kv_heads, c.head_dim)
+             .grid > 0;
+}
+
+void expect_close(const std::vector<float>& a, const std::vector<float>& b, int32_t vocab,
+                  const std::string& what) {
+  EXPECT_GT(cosine(a.data(), b.data(), vocab), 0.9999) << what;
+  const auto ta = top_ids(a.data(), vocab, 5), tb = top_ids(b.data(), vocab, 5);
+  EXPECT_NE(std::find(tb.begin(), tb.end(), ta[0]), tb.end()) << what;
+  EXPECT_NE(std::find(ta.begin(), ta.end(), tb[0]), ta.end()) << what;
+}
+
+// Prefill `prompt` tokens (one token: a one-token step itself), then greedy decode steps, on
+// both backends; every step's logits compared.
+void compare_decode(Backend& persistent, Backend& layered, int32_t prompt, int32_t steps,
+                    const std::string& what) {
+  const int32_t V = persistent.vocab_size();
+  const int32_t blocks = (prompt + steps) / kBlockSize + 1;
+  ManualSeq p = seq(random_tokens(prompt, 7 + prompt, V), 0, blocks), r = p;
+  std::vector<float> lp(V, NAN), lr(V, NAN);
+  persistent.forward(make_batch({&p}, {prompt}, kBlockSize), lp.data());
+  layered.forward(make_batch({&r}, {prompt}, kBlockSize), lr.data());
+  expect_close(lp, lr, V, what + ", prompt of " + std::to_string(prompt));
+  for (int32_t step = 0; step < steps; ++step) {
+    const TokenId next = top_ids(lr.data(), V, 1)[0];
+    p.tokens.push_back(next);
+    r.tokens.push_back(next);
+    std::fill(lp.begin(), lp.end(), NAN);
+    persistent.forward(make_batch({&p}, {1}, kBlockSize), lp.data());
+    layered.forward(make_batch({&r}, {1}, kBlockSize), lr.data());
+    expect_close(lp, lr, V,
+                 what + ", context " + std::to_string(prompt + step + 1) + " (step " +
+                     std::to_string(step) + ")");
+  }
+}
+
+TEST(CudaPersistentDecode, MatchesLayerByLayerKernels) {
+  LOOM_REQUIRE_GPU();
+  for (const Shape& s : shapes()) {
+    if (!persistent_runs(s.config)) GTEST_SKIP() << "no persistent kernel on this GPU";
+    auto p = make_backend(s.config, true), r = make_backend(s.config, false);
+    ASSERT_TRUE(p && r);
+    for (int32_t prompt : {1, 37, 300, 1100}) compare_decode(*p, *r, prompt, 5, s.name);
+  }
+}
+
+TEST(CudaPersistentDecode, EagerStepsMatchToo) {
+  LOOM_REQUIRE_GPU();
+  const ModelConfig c = small_llama_config();
+  if (!persistent_runs(c)) GTEST_SKIP() << "no persistent kernel on this GPU";
+  auto p = make_backend(c, true, /*graphs=*/false), r = make_backend(c, false, false);
+  ASSERT_TRUE(p && r);
+  compare_decode(*p, *r, 50, 4, "eager");
+}
+
+// A one-token prefill chunk that asks for no logits still writes its K/V: the next step's logits
+// match the layered path's.
+TEST(CudaPersistentDecode, ChunkWithoutLogitsWritesTheCache) {
+  LOOM_REQUIRE_GPU();
+  const ModelConfig c = small_llama_config();
+  if (!persistent_runs(c)) GTEST_SKIP() << "no persistent kernel on this GPU";
+  auto p = make_backend(c, true), r = make_backend(c, false);
+  ASSERT_TRUE(p && r);
+  const int32_t V = p->vocab_size();
+  auto run = [&](Backend& b) {
+    ManualSeq s = seq(random_tokens(21, 11, V), 0, 2);
+    std::vector<float> logits(V, NAN);
+    b.forward(make_batch({&s}, {19}, kBlockSize), logits.data());
+    ForwardBatch chunk = make_batch({&s}, {1}, kBlockSize);  // token 19, no logits
+    chunk.logits_rows.clear();
+    b.forward(chunk, nullptr);
+    std::fill(logits.begin(), logits.end(), NAN);
+    b.forward(make_batch({&s}, {1}, kBlockSize), logits.data());  // token 20
+    return logits;
+  };
+  expect_close(run(*p), run(*r), V, "after a chunk without logits");
+}
+
+// Bitwise reproducible: the same tokens in other blocks give the same logits.
+TEST(CudaPersistentDecode, IsDeterministic) {
+  LOOM_REQUIRE_GPU();
+  const ModelConfig c = small_llama_config();
+  if (!persistent_runs(c)) GTEST_SKIP() << "no persistent kernel on this GPU";
+  auto p = make_backend(c, true);
+  ASSERT_TRUE(p);
+  const int32_t V = p->vocab_size();
+  const auto toks = random_tokens(200, 12, V);
+  ManualSeq a = seq(toks, 0, 14), b = seq(toks, 20, 14);
+  std::vector<float> la(V), lb(V);
+  p->forward(make_batch({&a}, {199}, kBlockSize), la.data());
+  p->forward(make_batch({&b}, {199}, kBlockSize), lb.data());
+  for (int step = 0; step < 3; ++step) {
+    p->forward(make_batch({&a}, {1}, kBlockSize), la.data());
+    std::fill(lb.begin(), lb.end(), NAN);
+    p->forward(make_batch({&b}, {1}, kBlockSize), lb.data());
+    EXPECT_EQ(la, lb) << "step " << step;
+    a.tokens.push_back(static_cast<TokenId>(step + 3));
+    b.tokens.push_back(static_cast<TokenId>(step + 3));
+  }
+}
+
+}  // namespace
+}  // namespace loom::testing
