@@ -4,6 +4,9 @@
 // Per layer (T new tokens): add+RMSNorm -> fused QKV product (f32 out) -> RoPE + K/V cache write
 // -> paged attention -> O product (f32) -> add+RMSNorm -> fused gate/up product (bf16) -> SwiGLU
 // -> down product (f32). Products go through cuBLAS; everything else is this folder's kernels.
+// Steps of a handful of tokens take the fused small-batch products (gemv.cuh) instead, and
+// one-token steps the persistent kernel that runs every layer in one launch
+// (decode_persistent.cuh).
 // Tensor parallelism later splits heads and FFN columns by rank, with an all-reduce after the O
 // and down products: the fused weights keep per-head row blocks to make that split a slice.
 #pragma once
