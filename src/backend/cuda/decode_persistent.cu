@@ -345,44 +345,45 @@ __global__ void __launch_bounds__(kThreads, 1)
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     a.trace[(int64_t{blockIdx.x} * a.num_layers + layer) * kPersistentTraceEvents + event] = t;
   };
+  // A weight phase up to its epilogue: its input into shared memory (RMSNorm of x with norm_w, or
+  // a copy of the bf16 vector `in`), the products of its stages into the warps' row sums;
+  // returns with this CTA's output rows in [r0, r1).
+  auto products = [&](const PersistentLayer& w, int phase, const float* norm_w, const bf16* in,
+                      int32_t in_size) {
+    const int nseg = phase_segments(a, w, phase, seg, &r0, &r1);
+    zero_acc();
+    if (norm_w)
+      norm_to_shared(a.x, norm_w, H, a.eps, x_s, red);
+    else
+      copy_to_shared(in, in_size, x_s);
+    consumer_sync();
+    consume_phase(ring, seg, nseg, x_s, acc_warp);
+  };
+  auto add_to_residual = [&] {
+    for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers)
+      a.x[r0 + i] = __ldcg(a.x + r0 + i) + row_sum(i);
+  };
   for (int32_t layer = 0; layer < a.num_layers; ++layer) {
     const PersistentLayer w = a.layers[layer];
     mark(layer, 0);
     prefetch_kv(a, layer, shape.splits);
-    // qkv
-    int nseg = phase_segments(a, w, kQkv, seg, &r0, &r1);
-    zero_acc();
-    norm_to_shared(a.x, w.attn_norm, H, a.eps, x_s, red);
-    consumer_sync();
-    consume_phase(ring, seg, nseg, x_s, acc_warp);
+    products(w, kQkv, w.attn_norm, nullptr, 0);
     mark(layer, 1);
     consumer_sync();
     for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers)
       a.qkv[r0 + i] = row_sum(i) + (w.qkv_bias ? w.qkv_bias[r0 + i] : 0.0f);
     grid_sync(a.sync, epoch);
     mark(layer, 2);
-    // attention
     attention<D>(a, layer, shape.splits, smem + lay.scratch, flag);
     grid_sync(a.sync, epoch);
     mark(layer, 3);
-    // o
-    nseg = phase_segments(a, w, kO, seg, &r0, &r1);
-    zero_acc();
-    copy_to_shared(a.attn_out, QD, x_s);
-    consumer_sync();
-    consume_phase(ring, seg, nseg, x_s, acc_warp);
+    products(w, kO, nullptr, a.attn_out, QD);
     mark(layer, 4);
     consumer_sync();
-    for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers)
-      a.x[r0 + i] = __ldcg(a.x + r0 + i) + row_sum(i);
+    add_to_residual();
     grid_sync(a.sync, epoch);
     mark(layer, 5);
-    // gate_up + SwiGLU
-    nseg = phase_segments(a, w, kGateUp, seg, &r0, &r1);
-    zero_acc();
-    norm_to_shared(a.x, w.ffn_norm, H, a.eps, x_s, red);
-    consumer_sync();
-    consume_phase(ring, seg, nseg, x_s, acc_warp);
+    products(w, kGateUp, w.ffn_norm, nullptr, 0);
     mark(layer, 6);
     consumer_sync();
     for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers) {
@@ -391,16 +392,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     grid_sync(a.sync, epoch);
     mark(layer, 7);
-    // down
-    nseg = phase_segments(a, w, kDown, seg, &r0, &r1);
-    zero_acc();
-    copy_to_shared(a.act, F, x_s);
-    consumer_sync();
-    consume_phase(ring, seg, nseg, x_s, acc_warp);
+    products(w, kDown, nullptr, a.act, F);
     mark(layer, 8);
     consumer_sync();
-    for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers)
-      a.x[r0 + i] = __ldcg(a.x + r0 + i) + row_sum(i);
+    add_to_residual();
     if (layer + 1 < a.num_layers) grid_sync(a.sync, epoch);
   }
   if (a.trace && threadIdx.x == 0)

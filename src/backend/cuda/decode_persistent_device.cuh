@@ -4,6 +4,7 @@
 #pragma once
 
 #include "backend/cuda/decode_persistent.cuh"
+#include "backend/cuda/gemv_common.cuh"
 
 namespace loom::cuda::persistent_detail {
 
@@ -68,21 +69,8 @@ __device__ __forceinline__ void consumer_sync() {
   asm volatile("bar.sync 1, %0;" ::"n"(kConsumers) : "memory");
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-__device__ __forceinline__ void fma8(const uint4& w, const uint4& x, float& acc) {
-  const __nv_bfloat162* w2 = reinterpret_cast<const __nv_bfloat162*>(&w);
-  const __nv_bfloat162* x2 = reinterpret_cast<const __nv_bfloat162*>(&x);
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const float2 a = __bfloat1622float2(w2[j]), b = __bfloat1622float2(x2[j]);
-    acc = fmaf(a.x, b.x, acc);
-    acc = fmaf(a.y, b.y, acc);
-  }
-}
+using gemv_detail::fma8;  // acc += the dot product of 8 bf16 pairs
+using gemv_detail::warp_sum;
 
 // Every CTA's consumers arrive; returns when all have (their writes before it are visible to
 // every CTA's reads after it). `epoch` counts this CTA's barriers (thread 0's copy is used).
