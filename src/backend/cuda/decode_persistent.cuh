@@ -8,9 +8,10 @@
 // an H200, a Llama-3.2-1B step was 2x its floor (benchmarks-cuda.md, "The small-batch products").
 // Weights do not depend on the activations, so nothing stops them from being loaded ahead: here
 // one warp of each CTA (the producer) streams the CTA's share of every matrix of every layer, in
-// order, into a ring of shared-memory stages with bulk asynchronous copies (cp.async.bulk, one
-// mbarrier per stage), running ahead of the computation by the ring's depth (~176 KB a CTA, ~5
-// us of the CTA's share of bandwidth). The eight consumer warps wait for the activations (a grid
+// order, into a ring of 32 KB shared-memory stages with bulk asynchronous copies (cp.async.bulk;
+// per stage a "full" mbarrier completed by the copy and an "empty" one the consumers arrive on),
+// running ahead of the computation by the ring's depth (160-192 KB a CTA, ~5 us of the CTA's
+// share of bandwidth). The eight consumer warps wait for the activations (a grid
 // barrier), then take the stages as they land. So the memory system keeps streaming through the
 // barriers, the attention and the norms.
 //
@@ -18,18 +19,20 @@
 // Per layer, phases separated by grid barriers (a counter in global memory):
 //   qkv    every CTA: RMSNorm(x) into shared memory (bf16, as the norm kernel would write it);
 //          its rows of W_qkv -> qkv (f32 scratch, bias added)
-//   attn   CTA (kv head h, split s) of num_kv_heads x splits: RoPE of the group's queries and,
-//          in the split holding the new token, of its key, whose K/V it writes into the paged
-//          cache; online softmax over its keys; (max, sum, output) to a workspace; the last
-//          split of a head to finish (a counter) merges the splits into attn_out (bf16)
+//   attn   CTA (kv head h, split s) of num_kv_heads x splits (splits of >= 32 keys): RoPE of
+//          the group's queries and, in the split holding the new token, of its key, whose K/V it
+//          writes into the paged cache; online softmax over its keys; (max, sum, output) to a
+//          workspace; the last split of a head to finish (a counter) merges the splits into
+//          attn_out (bf16). The layer's K/V rows are asked of L2 at the start of the layer.
 //   o      attn_out into shared memory; its rows of W_o, added into x (the residual stream)
 //   gate   RMSNorm(x); its outputs n of W_gate_up (gate row n and up row ffn + n) ->
 //          act[n] = silu(gate) * up (bf16)
 //   down   act into shared memory; its rows of W_down, added into x
-// A CTA's rows of a matrix are one contiguous byte range (row-major weights), split into 16 KB
-// stages; a consumer warp takes a contiguous quarter-stage in 512-byte slices (16 bytes a lane,
-// always inside one row since rows are multiples of 512 bytes), dots them with x and adds each
-// row's sum into a per-CTA accumulator in shared memory.
+// A CTA's rows of a matrix are one contiguous byte range (row-major weights), split into stages;
+// consumer warp w takes the w-th 4 KB of each stage as eight 512-byte slices (16 bytes a lane,
+// always inside one row since rows are multiples of 512 bytes), dots them with x, and reduces a
+// row across the warp only when it moves to another row, into its own row sums in shared memory
+// (summed over the warps in a fixed order at the phase's end: bitwise deterministic).
 //
 // Scope: one token (batch 1), bf16 weights and KV cache, head_dim 64 or 128, up to 8 query heads
 // per KV head, hidden / ffn / q_dim multiples of 256 (persistent_decode_supports); anything else
