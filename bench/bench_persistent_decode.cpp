@@ -7,6 +7,8 @@
 //
 //   build*/bench/bench_persistent_decode [llama-3.2-1b|llama-3.1-8b|config.json] [out.json]
 //       [--context N (keys attended, default 256)] [--stages N (cap the ring)] [--trace]
+//       [--diag D,D,...] (experiments, after the main figure: the launch time with each set of
+//       diag bits D, see PersistentDecodeArgs)
 #include <cstdio>
 #include <string>
 
@@ -51,6 +53,7 @@ int main(int argc, char** argv) {
   int32_t context = 256;
   bool trace = false;
   int32_t max_stages = 0;
+  std::string diags;  // --diag
   int positional = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -58,6 +61,8 @@ int main(int argc, char** argv) {
       context = std::max(1, std::atoi(argv[++i]));
     } else if (a == "--stages" && i + 1 < argc) {
       max_stages = std::atoi(argv[++i]);
+    } else if (a == "--diag" && i + 1 < argc) {
+      diags = argv[++i];
     } else if (a == "--trace") {
       trace = true;
     } else if (positional == 0) {
@@ -164,19 +169,23 @@ int main(int argc, char** argv) {
   cudaEvent_t e0, e1;
   LOOM_CUDA_CHECK(cudaEventCreate(&e0));
   LOOM_CUDA_CHECK(cudaEventCreate(&e1));
-  for (int i = 0; i < 3; ++i) loom::cuda::launch_persistent_decode(a, plan, stream);
   constexpr int kLaunches = 20;
-  std::vector<double> ms;
-  for (int rep = 0; rep < 5; ++rep) {
-    LOOM_CUDA_CHECK(cudaEventRecord(e0, stream));
-    for (int i = 0; i < kLaunches; ++i) loom::cuda::launch_persistent_decode(a, plan, stream);
-    LOOM_CUDA_CHECK(cudaEventRecord(e1, stream));
-    LOOM_CUDA_CHECK(cudaEventSynchronize(e1));
-    float t = 0;
-    LOOM_CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
-    ms.push_back(t / kLaunches);
-  }
-  const double launch_ms = median(ms);
+  // Median over 5 rounds of kLaunches launches, after 3 warm-ups (ms a launch).
+  auto time_launches = [&] {
+    for (int i = 0; i < 3; ++i) loom::cuda::launch_persistent_decode(a, plan, stream);
+    std::vector<double> ms;
+    for (int rep = 0; rep < 5; ++rep) {
+      LOOM_CUDA_CHECK(cudaEventRecord(e0, stream));
+      for (int i = 0; i < kLaunches; ++i) loom::cuda::launch_persistent_decode(a, plan, stream);
+      LOOM_CUDA_CHECK(cudaEventRecord(e1, stream));
+      LOOM_CUDA_CHECK(cudaEventSynchronize(e1));
+      float t = 0;
+      LOOM_CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
+      ms.push_back(t / kLaunches);
+    }
+    return median(ms);
+  };
+  const double launch_ms = time_launches();
   const double floor_ms = weight_bytes / copy_bw * 1e3;
   std::printf("persistent decode, %s: %lld layers, %.2f GB of layer weights, context %d\n",
               source.c_str(), static_cast<long long>(L), weight_bytes / 1e9, context);
@@ -196,6 +205,22 @@ int main(int argc, char** argv) {
                       {"copy_bw_gbs", copy_bw / 1e9},
                       {"stages", plan.stages}};
 
+  if (!diags.empty()) {
+    nlohmann::json vs = nlohmann::json::array();
+    std::printf("\n%6s %10s %8s\n", "diag", "ms", "floor%");
+    for (size_t pos = 0; pos < diags.size();) {
+      size_t end = diags.find(',', pos);
+      if (end == std::string::npos) end = diags.size();
+      a.diag =
+          static_cast<uint32_t>(std::strtoul(diags.substr(pos, end - pos).c_str(), nullptr, 0));
+      pos = end + 1;
+      const double v_ms = time_launches();
+      std::printf("%6u %10.3f %7.0f%%\n", a.diag, v_ms, 100.0 * floor_ms / v_ms);
+      vs.push_back({{"diag", a.diag}, {"launch_ms", v_ms}});
+    }
+    a.diag = 0;
+    j["diag"] = vs;
+  }
   if (trace) {
     const int64_t events = int64_t{plan.grid} * L * loom::cuda::kPersistentTraceEvents;
     auto* d_trace = device_alloc<unsigned long long>(events + 2 * plan.grid);

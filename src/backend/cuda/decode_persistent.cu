@@ -4,6 +4,7 @@
 #include "backend/cuda/decode_persistent.cuh"
 #include "backend/cuda/decode_persistent_attention.cuh"
 #include "backend/cuda/decode_persistent_device.cuh"
+#include "backend/cuda/mma_sm80.cuh"
 
 namespace loom::cuda {
 namespace {
@@ -14,6 +15,8 @@ struct Layout {
   int32_t stages = 0;
   int32_t scratch = 0;  // x as bf16 for the products; the attention's queries and warp partials
   int32_t acc = 0;      // f32 [warps][acc_rows]: each consumer warp's row sums of the phase
+  int32_t own = 0;      // f32 [acc_rows]: this CTA's rows of the residual stream x
+  int32_t ctx = 0;      // the attention's AttentionContext
   int32_t red = 0;      // f32 [kConsumerWarps] + an int flag
   int32_t bars = 0;     // uint64 [2][stages]: full, empty
   int32_t total = 0;
@@ -34,7 +37,9 @@ Layout make_layout(int32_t hidden, int32_t ffn, int32_t num_heads, int32_t num_k
                                   int64_t{kConsumerWarps} * group * 2);
   l.scratch = stages * kStageBytes;
   l.acc = l.scratch + align_up(std::max(x_bytes, attn_bytes), 128);
-  l.red = l.acc + align_up(int64_t{kConsumerWarps} * acc_rows * 4, 128);
+  l.own = l.acc + align_up(int64_t{kConsumerWarps} * acc_rows * 4, 128);
+  l.ctx = l.own + align_up(int64_t{acc_rows} * 4, 128);
+  l.red = l.ctx + align_up(sizeof(AttentionContext), 128);
   l.bars = l.red + 128;
   l.total = l.bars + 2 * stages * 8;
   return l;
@@ -132,76 +137,106 @@ struct StreamCursor {
   }
 };
 
-// The consumer side of the ring: stage `it` lives in slot it % stages, its phase parity is
-// (it / stages) & 1.
+// The consumer side of the ring: the next stage is in `slot`, in the barriers' phase `parity`
+// (flipping each time the slot wraps).
 struct Ring {
   char* stages;
   uint64_t* full;   // [stages] completed by the producer's copy
   uint64_t* empty;  // [stages] one arrival per consumer warp
-  int32_t count;
-  uint32_t it;
+  uint32_t count;
+  uint32_t slot, parity;
   bool trace;                 // count waiting cycles (thread 0)
+  bool no_math;               // kPersistentDiagNoMath
+  bool cuda_cores;            // kPersistentDiagCudaCoreDot
   unsigned long long waited;  // cycles thread 0 waited for stages to land
 };
 
-// A warp's running dot product: the row it is summing and each lane's partial sum. Rows are
+// A warp's running dot product: the row it is summing and each lane's partial sums. Rows are
 // reduced across the warp only when the warp moves on to another row (or the phase ends), into
 // the warp's own row sums acc_warp[row] (no atomics: the sums, and so the step's results, do not
 // depend on the warps' timing).
 struct RowSum {
   int32_t row = -1;  // segment row, -1: none yet
   int32_t acc_base = 0;
-  float partial = 0.0f;
+  float partial = 0.0f;                                                      // CUDA-core products
+  float d1[4] = {0.0f, 0.0f, 0.0f, 0.0f}, d2[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // tensor-core
 };
 
 __device__ __forceinline__ void flush(RowSum& rs, float* acc_warp) {
   if (rs.row < 0) return;
-  const float v = warp_sum(rs.partial);
-  if (threadIdx.x % 32 == 0) acc_warp[rs.acc_base + rs.row] += v;
+  // The tensor-core sums (dot_tiles): lane 4g + g/2 holds the g-th and (8+g)-th pieces.
+  const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+  float v = rs.partial;
+  if (c == g / 2) v += (g % 2 ? rs.d1[1] : rs.d1[0]) + (g % 2 ? rs.d2[3] : rs.d2[2]);
+  v = warp_sum(v);
+  if (lane == 0) acc_warp[rs.acc_base + rs.row] += v;
   rs.row = -1;
   rs.partial = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) rs.d1[i] = rs.d2[i] = 0.0f;
 }
 
-// Dot products of one landed stage, bytes [seg_off, seg_off + bytes) of the segment, with x:
-// warp w takes the stage's w-th kWarpBytes (8 slices of 512 bytes, 16 bytes a lane each).
-__device__ __forceinline__ void dot_stage(const char* stage, int32_t seg_off, int32_t bytes,
-                                          const Segment& seg, const bf16* x, float* acc_warp,
-                                          RowSum& rs) {
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p)));
+}
+
+// The dot product of a warp's 4 KB of one row (w, lane's address: + 16 * lane) with x (the
+// matching 2048 values, lane's address + 8 * lane), on the tensor cores: each 512-byte slice is
+// an m16n8k16 A operand whose row i (16 of them) holds elements {i * 8 + j, 128 + i * 8 + j},
+// j < 8; the matching x values, loaded the same way, make two B operands whose column n holds
+// row n's (and row 8 + n's) values, so the wanted sums are the diagonals of D1 (rows 0-7) and D2
+// (rows 8-15), picked out in flush(). One ldmatrix a slice for each, instead of a conversion and
+// a multiply-add per element on the CUDA cores.
+__device__ __forceinline__ void dot_tiles(const char* w, const bf16* xk, RowSum& rs) {
+  constexpr int kSlices = kWarpBytes / kSliceBytes;
+  uint32_t a[kSlices][4], b[kSlices][4];
+#pragma unroll
+  for (int u = 0; u < kSlices; ++u) {
+    ldmatrix_x4(a[u], w + u * kSliceBytes);
+    ldmatrix_x4(b[u], xk + u * (kSliceBytes / 2));
+  }
+#pragma unroll
+  for (int u = 0; u < kSlices; ++u) {
+    mma_bf16(rs.d1, a[u], b[u][0], b[u][2]);
+    mma_bf16(rs.d2, a[u], b[u][1], b[u][3]);
+  }
+}
+
+// The CUDA-core form of dot_tiles (kPersistentDiagCudaCoreDot): eight independent loads and
+// sums.
+__device__ __forceinline__ void dot_cuda_cores(const char* w, const bf16* xk, RowSum& rs) {
+  constexpr int kSlices = kWarpBytes / kSliceBytes;
+  uint4 wv[kSlices], xv[kSlices];
+#pragma unroll
+  for (int u = 0; u < kSlices; ++u) {
+    wv[u] = *reinterpret_cast<const uint4*>(w + u * kSliceBytes);
+    xv[u] = *reinterpret_cast<const uint4*>(xk + u * (kSliceBytes / 2));
+  }
+  float part[kSlices];
+#pragma unroll
+  for (int u = 0; u < kSlices; ++u) {
+    part[u] = 0.0f;
+    fma8(wv[u], xv[u], part[u]);
+  }
+#pragma unroll
+  for (int u = 1; u < kSlices; ++u) part[0] += part[u];
+  rs.partial += part[0];
+}
+
+// Rows that are not a multiple of a warp's bytes: the warp's slices of one landed stage (bytes
+// [seg_off, seg_off + bytes) of the segment) one by one; a slice never straddles rows (they are
+// multiples of 512 bytes).
+__device__ __forceinline__ void dot_slices(const char* stage, int32_t seg_off, int32_t bytes,
+                                           const Segment& seg, const bf16* x, float* acc_warp,
+                                           RowSum& rs) {
   constexpr int kSlices = kWarpBytes / kSliceBytes;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int32_t begin = warp * kWarpBytes;
   if (begin >= bytes) return;
   const char* w = stage + begin + lane * 16;
   const int32_t off = seg_off + begin;
-  if (seg.row_bytes % kWarpBytes == 0) {
-    // The fast path: the warp's bytes lie in one row, and a segment is whole rows, so every
-    // stage holds whole warp chunks. Eight independent loads and sums.
-    const int32_t r = off / seg.row_bytes;
-    if (r != rs.row || seg.acc_base != rs.acc_base) {
-      flush(rs, acc_warp);
-      rs.row = r;
-      rs.acc_base = seg.acc_base;
-    }
-    const bf16* xk = x + (off - r * seg.row_bytes) / 2 + lane * 8;
-    uint4 wv[kSlices], xv[kSlices];
-#pragma unroll
-    for (int u = 0; u < kSlices; ++u) {
-      wv[u] = *reinterpret_cast<const uint4*>(w + u * kSliceBytes);
-      xv[u] = *reinterpret_cast<const uint4*>(xk + u * (kSliceBytes / 2));
-    }
-    float part[kSlices];
-#pragma unroll
-    for (int u = 0; u < kSlices; ++u) {
-      part[u] = 0.0f;
-      fma8(wv[u], xv[u], part[u]);
-    }
-#pragma unroll
-    for (int u = 1; u < kSlices; ++u) part[0] += part[u];
-    rs.partial += part[0];
-    return;
-  }
-  // Rows that are not a multiple of the warp's bytes: slice by slice (a slice never straddles
-  // rows: they are multiples of 512 bytes).
   const int32_t slices = min(kSlices, (bytes - begin) / kSliceBytes);
   for (int32_t u = 0; u < slices; ++u) {
     const int32_t o = off + u * kSliceBytes;
@@ -217,33 +252,76 @@ __device__ __forceinline__ void dot_stage(const char* stage, int32_t seg_off, in
   }
 }
 
-// Consumes a phase's stages in order (the producer issued them in the same order).
-__device__ __forceinline__ void consume_phase(Ring& ring, const Segment* seg, int nseg,
+// Consumes a phase's stages in order (the producer issued them in the same order): warp w takes
+// the w-th kWarpBytes of each stage. The bookkeeping a stage is a few additions (its row and
+// column move by a fixed step), no divisions: at 32 KB a stage and ~1 us of a CTA's bandwidth,
+// what the warps spend between two stages is on the critical path of catching up after a
+// barrier.
+__device__ __forceinline__ void consume_phase(Ring& ring, const Segment* segs, int nseg,
                                               const bf16* x, float* acc_warp) {
-  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   RowSum rs;
-  for (int i = 0; i < nseg; ++i)
-    for (int32_t off = 0; off < seg[i].bytes; off += kStageBytes) {
-      const uint32_t slot = ring.it % ring.count, parity = (ring.it / ring.count) & 1;
+  for (int i = 0; i < nseg; ++i) {
+    const Segment seg = segs[i];
+    // Fast path: rows are whole warp chunks, so a warp's 4 KB lie in one row: row r, bytes
+    // [col, col + 4 KB) of it, stepping by (rows_step, col_step) a stage.
+    const bool whole = seg.row_bytes % kWarpBytes == 0;
+    const int32_t rows_step = kStageBytes / seg.row_bytes, col_step = kStageBytes % seg.row_bytes;
+    int32_t r = (warp * kWarpBytes) / seg.row_bytes, col = (warp * kWarpBytes) % seg.row_bytes;
+    for (int32_t off = 0; off < seg.bytes; off += kStageBytes) {
       const long long t0 = ring.trace ? clock64() : 0;
-      mbar_wait(ring.full + slot, parity);
+      mbar_wait(ring.full + ring.slot, ring.parity);
       if (ring.trace && threadIdx.x == 0) ring.waited += clock64() - t0;
-      dot_stage(ring.stages + int64_t{slot} * kStageBytes, off,
-                min(kStageBytes, seg[i].bytes - off), seg[i], x, acc_warp, rs);
+      const char* stage = ring.stages + ring.slot * kStageBytes;
+      if (ring.no_math) {
+      } else if (!whole) {
+        dot_slices(stage, off, min(kStageBytes, seg.bytes - off), seg, x, acc_warp, rs);
+      } else if (off + warp * kWarpBytes < seg.bytes) {
+        if (r != rs.row || seg.acc_base != rs.acc_base) {
+          flush(rs, acc_warp);
+          rs.row = r;
+          rs.acc_base = seg.acc_base;
+        }
+        const char* w = stage + warp * kWarpBytes + lane * 16;
+        const bf16* xk = x + col / 2 + lane * 8;
+        if (ring.cuda_cores)
+          dot_cuda_cores(w, xk, rs);
+        else
+          dot_tiles(w, xk, rs);
+      }
       __syncwarp();
-      if (lane == 0) mbar_arrive(ring.empty + slot);
-      ++ring.it;
+      if (lane == 0) mbar_arrive(ring.empty + ring.slot);
+      if (++ring.slot == ring.count) ring.slot = 0, ring.parity ^= 1;
+      r += rows_step, col += col_step;
+      if (col >= seg.row_bytes) col -= seg.row_bytes, ++r;
     }
+  }
   flush(rs, acc_warp);
 }
 
 // x_s[k] = bf16(x[k] * rsqrt(mean x^2 + eps) * w[k]) (rmsnorm.cu's arithmetic), by the consumers.
+// x and w are read once, together (one round trip to L2 on the critical path after a grid
+// barrier, not two): kNormVecs float4 of each per thread stay in registers (n <= 1024 kNormVecs),
+// the rest, if any, is read again.
+template <int kNormVecs>
 __device__ __forceinline__ void norm_to_shared(const float* x, const float* w, int32_t n, float eps,
                                                bf16* x_s, float* red) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const float4* x4 = reinterpret_cast<const float4*>(x);
+  const float4* w4 = reinterpret_cast<const float4*>(w);
+  const int32_t n4 = n / 4;
+  float4 xv[kNormVecs], wv[kNormVecs];
+#pragma unroll
+  for (int j = 0; j < kNormVecs; ++j) {
+    const int32_t i = threadIdx.x + j * kConsumers;
+    if (i < n4) xv[j] = __ldcg(x4 + i), wv[j] = __ldg(w4 + i);
+  }
   float ss = 0.0f;
-  for (int32_t i = threadIdx.x; i < n / 4; i += kConsumers) {
+#pragma unroll
+  for (int j = 0; j < kNormVecs; ++j)
+    if (threadIdx.x + j * kConsumers < n4)
+      ss += xv[j].x * xv[j].x + xv[j].y * xv[j].y + xv[j].z * xv[j].z + xv[j].w * xv[j].w;
+  for (int32_t i = threadIdx.x + kNormVecs * kConsumers; i < n4; i += kConsumers) {
     const float4 v = __ldcg(x4 + i);
     ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
   }
@@ -254,13 +332,18 @@ __device__ __forceinline__ void norm_to_shared(const float* x, const float* w, i
 #pragma unroll
   for (int i = 0; i < kConsumerWarps; ++i) total += red[i];
   const float inv = rsqrtf(total / static_cast<float>(n) + eps);
-  const float4* w4 = reinterpret_cast<const float4*>(w);
   __nv_bfloat162* out = reinterpret_cast<__nv_bfloat162*>(x_s);
-  for (int32_t i = threadIdx.x; i < n / 4; i += kConsumers) {
-    const float4 v = __ldcg(x4 + i), g = __ldg(w4 + i);
+  auto put = [&](int32_t i, const float4& v, const float4& g) {
     out[2 * i] = __floats2bfloat162_rn(v.x * inv * g.x, v.y * inv * g.y);
     out[2 * i + 1] = __floats2bfloat162_rn(v.z * inv * g.z, v.w * inv * g.w);
+  };
+#pragma unroll
+  for (int j = 0; j < kNormVecs; ++j) {
+    const int32_t i = threadIdx.x + j * kConsumers;
+    if (i < n4) put(i, xv[j], wv[j]);
   }
+  for (int32_t i = threadIdx.x + kNormVecs * kConsumers; i < n4; i += kConsumers)
+    put(i, __ldcg(x4 + i), __ldg(w4 + i));
 }
 
 __device__ __forceinline__ void copy_to_shared(const bf16* src, int32_t n, bf16* x_s) {
@@ -277,7 +360,8 @@ struct KernelShape {
   int32_t acc_rows;  // the stride of each warp's row sums
 };
 
-template <int D>
+// D: head_dim; GM: the most query heads per KV head (4 or 8: the attention's registers).
+template <int D, int GM>
 __global__ void __launch_bounds__(kThreads, 1)
     persistent_decode_kernel(PersistentDecodeArgs a, KernelShape shape) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -302,16 +386,19 @@ __global__ void __launch_bounds__(kThreads, 1)
     StreamCursor cursor;
     const char* src;
     uint32_t bytes;
-    uint32_t it = 0;
+    uint32_t slot = 0, parity = 0;
     unsigned long long waited = 0;
     while (cursor.next(a, &src, &bytes)) {
-      const uint32_t slot = it % lay.stages, parity = (it / lay.stages) & 1;
       const long long t0 = a.trace ? clock64() : 0;
       mbar_wait(empty + slot, parity ^ 1);
       if (a.trace) waited += clock64() - t0;
-      mbar_arrive_expect_tx(full + slot, bytes);
-      bulk_load(smem + int64_t{slot} * kStageBytes, src, bytes, full + slot);
-      ++it;
+      if (a.diag & kPersistentDiagNoCopy) {
+        mbar_arrive(full + slot);
+      } else {
+        mbar_arrive_expect_tx(full + slot, bytes);
+        bulk_load(smem + slot * kStageBytes, src, bytes, full + slot);
+      }
+      if (++slot == static_cast<uint32_t>(lay.stages)) slot = 0, parity ^= 1;
     }
     if (a.trace)
       a.trace[int64_t{gridDim.x} * a.num_layers * kPersistentTraceEvents + 2 * blockIdx.x + 1] =
@@ -320,7 +407,16 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 
   // The consumers.
-  Ring ring{smem, full, empty, lay.stages, 0, a.trace != nullptr, 0};
+  Ring ring{smem,
+            full,
+            empty,
+            static_cast<uint32_t>(lay.stages),
+            0,
+            0,
+            a.trace != nullptr,
+            (a.diag & kPersistentDiagNoMath) != 0,
+            (a.diag & kPersistentDiagCudaCoreDot) != 0,
+            0};
   bf16* x_s = reinterpret_cast<bf16*>(smem + lay.scratch);
   float* acc = reinterpret_cast<float*>(smem + lay.acc);
   float* red = reinterpret_cast<float*>(smem + lay.red);
@@ -353,35 +449,48 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int nseg = phase_segments(a, w, phase, seg, &r0, &r1);
     zero_acc();
     if (norm_w)
-      norm_to_shared(a.x, norm_w, H, a.eps, x_s, red);
+      // (Fewer registers for the norm where the attention takes 8 query heads a KV head.)
+      norm_to_shared<GM == 8 ? 2 : 4>(a.x, norm_w, H, a.eps, x_s, red);
     else
       copy_to_shared(in, in_size, x_s);
     consumer_sync();
     consume_phase(ring, seg, nseg, x_s, acc_warp);
   };
+  // This CTA's rows of x (the O and down phases' output rows, the same share of H both times)
+  // stay in shared memory, so their residual adds read nothing from global memory.
+  float* own = reinterpret_cast<float*>(smem + lay.own);
+  const int32_t own0 = share_begin(H, blockIdx.x), own1 = share_begin(H, blockIdx.x + 1);
+  for (int32_t i = threadIdx.x; i < own1 - own0; i += kConsumers) own[i] = __ldcg(a.x + own0 + i);
+  AttentionContext& ctx = *reinterpret_cast<AttentionContext*>(smem + lay.ctx);
+  load_attention_context(a, shape.splits, ctx);
+  consumer_sync();
   auto add_to_residual = [&] {
-    for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers)
-      a.x[r0 + i] = __ldcg(a.x + r0 + i) + row_sum(i);
+    for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers) {
+      const float v = own[i] + row_sum(i);
+      own[i] = v;
+      a.x[r0 + i] = v;
+    }
   };
   for (int32_t layer = 0; layer < a.num_layers; ++layer) {
-    const PersistentLayer w = a.layers[layer];
+    const PersistentLayer& w = a.layers[layer];
     mark(layer, 0);
-    prefetch_kv(a, layer, shape.splits);
+    prefetch_kv(a, ctx, layer, shape.splits);
     products(w, kQkv, w.attn_norm, nullptr, 0);
     mark(layer, 1);
     consumer_sync();
     for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers)
       a.qkv[r0 + i] = row_sum(i) + (w.qkv_bias ? w.qkv_bias[r0 + i] : 0.0f);
-    grid_sync(a.sync, epoch);
+    const bool sync = !(a.diag & kPersistentDiagNoSync);
+    if (sync) grid_sync(a.sync, epoch);
     mark(layer, 2);
-    attention<D>(a, layer, shape.splits, smem + lay.scratch, flag);
-    grid_sync(a.sync, epoch);
+    if (sync) attention<D, GM>(a, ctx, layer, shape.splits, smem + lay.scratch, flag);
+    if (sync) grid_sync(a.sync, epoch);
     mark(layer, 3);
     products(w, kO, nullptr, a.attn_out, QD);
     mark(layer, 4);
     consumer_sync();
     add_to_residual();
-    grid_sync(a.sync, epoch);
+    if (sync) grid_sync(a.sync, epoch);
     mark(layer, 5);
     products(w, kGateUp, w.ffn_norm, nullptr, 0);
     mark(layer, 6);
@@ -390,13 +499,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       const float g = row_sum(i), u = row_sum(r1 - r0 + i);
       a.act[r0 + i] = __float2bfloat16(g / (1.0f + __expf(-g)) * u);
     }
-    grid_sync(a.sync, epoch);
+    if (sync) grid_sync(a.sync, epoch);
     mark(layer, 7);
     products(w, kDown, nullptr, a.act, F);
     mark(layer, 8);
     consumer_sync();
     add_to_residual();
-    if (layer + 1 < a.num_layers) grid_sync(a.sync, epoch);
+    if (sync && layer + 1 < a.num_layers) grid_sync(a.sync, epoch);
   }
   if (a.trace && threadIdx.x == 0)
     a.trace[int64_t{gridDim.x} * a.num_layers * kPersistentTraceEvents + 2 * blockIdx.x] =
@@ -484,22 +593,20 @@ void launch_persistent_decode(const PersistentDecodeArgs& a, const PersistentDec
   shape.splits = p.attn_splits;
   shape.acc_rows = p.acc_rows;
   LOOM_CHECK(static_cast<size_t>(shape.layout.total) == p.smem_bytes);
-  auto* kernel = a.head_dim == 64 ? persistent_decode_kernel<64> : persistent_decode_kernel<128>;
-  // Once per instance: allow the device's whole opt-in shared memory (plans differ by model).
-  static const bool set_64 = [] {
-    LOOM_CUDA_CHECK(cudaFuncSetAttribute(
-        persistent_decode_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-        device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin)));
-    return true;
-  }();
-  static const bool set_128 = [] {
-    LOOM_CUDA_CHECK(cudaFuncSetAttribute(
-        persistent_decode_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-        device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin)));
-    return true;
-  }();
-  (void)set_64;
-  (void)set_128;
+  const bool small_group = a.num_heads / a.num_kv_heads <= 4;
+  auto* kernel =
+      a.head_dim == 64
+          ? (small_group ? persistent_decode_kernel<64, 4> : persistent_decode_kernel<64, 8>)
+          : (small_group ? persistent_decode_kernel<128, 4> : persistent_decode_kernel<128, 8>);
+  // Once per kernel: allow the device's whole opt-in shared memory (plans differ by model).
+  static bool allowed[4] = {false, false, false, false};
+  const int which = (a.head_dim == 64 ? 0 : 2) + (small_group ? 0 : 1);
+  if (!allowed[which]) {
+    LOOM_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin)));
+    allowed[which] = true;
+  }
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(static_cast<unsigned>(p.grid));
   config.blockDim = dim3(kThreads);

@@ -99,7 +99,16 @@ struct PersistentDecodeArgs {
   // (grid * num_layers * kPersistentTraceEvents words on) two words per CTA: the clock cycles its
   // consumers (warp 0) waited for stages to land and its producer waited for free stages.
   unsigned long long* trace = nullptr;
+  // Experiments (benchmarks only; zero in the backend): diag bits take parts out to see what
+  // each costs, so the results are wrong: kPersistentDiagNoMath (consumers only wait for the
+  // stages and free them), kPersistentDiagNoSync (no grid barriers, no attention),
+  // kPersistentDiagNoCopy (the producer completes each stage without copying);
+  // kPersistentDiagCudaCoreDot takes the products on the CUDA cores instead of the tensor cores
+  // (same results within rounding).
+  uint32_t diag = 0;
 };
+constexpr uint32_t kPersistentDiagNoMath = 1, kPersistentDiagNoSync = 2, kPersistentDiagNoCopy = 4,
+                   kPersistentDiagCudaCoreDot = 8;
 
 // Trace points of a layer: start, qkv consumed, attention start, o start, o consumed, gate_up
 // start, gate_up consumed, down start, down consumed.

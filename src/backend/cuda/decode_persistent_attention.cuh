@@ -8,6 +8,16 @@
 
 namespace loom::cuda::persistent_detail {
 
+// What a CTA's attention reads in every layer, loaded once at the kernel's start into shared
+// memory (so it costs no registers): the token's position and KV slot, and the block-table
+// entries of its keys (kTableEntries at most; past that, the table is read from global memory).
+struct AttentionContext {
+  int64_t slot;
+  int32_t pos;
+  int32_t block0, blocks;  // table[i]: the entry of block block0 + i, i < blocks
+  int32_t table[kTableEntries];
+};
+
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 
 // This CTA's attention work for a token at `pos`: KV head h, split s of `used`, keys [k0, k1).
@@ -26,12 +36,38 @@ __device__ __forceinline__ bool attention_share(const PersistentDecodeArgs& a, i
   return true;
 }
 
+__device__ __forceinline__ int64_t kv_block(const PersistentDecodeArgs& a,
+                                            const AttentionContext& ctx, int32_t key) {
+  const int32_t b = key / a.cache.block_size - ctx.block0;
+  return b < ctx.blocks ? ctx.table[b] : __ldcg(a.block_table + key / a.cache.block_size);
+}
+
+// Fills ctx (by the consumers; the caller synchronises them before its first use).
+__device__ __forceinline__ void load_attention_context(const PersistentDecodeArgs& a,
+                                                       int32_t splits, AttentionContext& ctx) {
+  const int32_t pos = __ldcg(a.position);
+  int32_t used, h, s, k0 = 0, k1 = 0;
+  const bool any = attention_share(a, splits, pos, &used, &h, &s, &k0, &k1) && k1 > k0;
+  const int32_t bs = a.cache.block_size;
+  const int32_t block0 = any ? k0 / bs : 0;
+  const int32_t blocks = any ? min(kTableEntries, (k1 - 1) / bs - block0 + 1) : 0;
+  if (threadIdx.x == 0) {
+    ctx.slot = __ldcg(a.slot);
+    ctx.pos = pos;
+    ctx.block0 = block0;
+    ctx.blocks = blocks;
+  }
+  for (int32_t i = threadIdx.x; i < blocks; i += kConsumers)
+    ctx.table[i] = __ldcg(a.block_table + block0 + i);
+}
+
 // Asks L2 for the K and V rows the attention of `layer` will read (all but the new token's), at
 // the start of the layer: their DRAM latency then passes during the QKV product, not on the
 // attention's critical path.
-__device__ __forceinline__ void prefetch_kv(const PersistentDecodeArgs& a, int32_t layer,
+__device__ __forceinline__ void prefetch_kv(const PersistentDecodeArgs& a,
+                                            const AttentionContext& ctx, int32_t layer,
                                             int32_t splits) {
-  const int32_t pos = __ldcg(a.position);
+  const int32_t pos = ctx.pos;
   int32_t used, h, s, k0, k1;
   if (!attention_share(a, splits, pos, &used, &h, &s, &k0, &k1)) return;
   const KvCacheShape& c = a.cache;
@@ -40,7 +76,7 @@ __device__ __forceinline__ void prefetch_kv(const PersistentDecodeArgs& a, int32
   const uint8_t* cache = static_cast<const uint8_t*>(a.kv_cache);
   for (int32_t i = threadIdx.x; i < keys * 2 * lines; i += kConsumers) {
     const int32_t j = k0 + i / (2 * lines), kv = (i / lines) % 2, line = i % lines;
-    const int64_t block = __ldcg(a.block_table + j / c.block_size);
+    const int64_t block = kv_block(a, ctx, j);
     asm volatile("prefetch.global.L2 [%0];" ::"l"(
         cache + c.value_byte_offset(block, layer, kv, h, j % c.block_size) + line * 128));
   }
@@ -48,13 +84,14 @@ __device__ __forceinline__ void prefetch_kv(const PersistentDecodeArgs& a, int32
 
 // The attention phase of CTA (kv head h, split s); see the file comment of the .cuh. The context
 // is cut into as many splits as give each at least kMinKeysPerSplit keys (at most `splits`);
-// with one split the CTA writes the output itself.
-template <int D>
-__device__ void attention(const PersistentDecodeArgs& a, int32_t layer, int32_t splits,
-                          char* scratch, int* flag) {
+// with one split the CTA writes the output itself. GM: the most query heads per KV head the
+// instance takes (its registers).
+template <int D, int GM>
+__device__ void attention(const PersistentDecodeArgs& a, const AttentionContext& ctx, int32_t layer,
+                          int32_t splits, char* scratch, int* flag) {
   constexpr int DPL = D / 32;  // dims a lane holds
   const int32_t KH = a.num_kv_heads, G = a.num_heads / KH;
-  const int32_t pos = __ldcg(a.position);
+  const int32_t pos = ctx.pos;
   int32_t used, h, s, k0, k1;
   if (!attention_share(a, splits, pos, &used, &h, &s, &k0, &k1)) return;  // CTA-uniform
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -85,7 +122,7 @@ __device__ void attention(const PersistentDecodeArgs& a, int32_t layer, int32_t 
     q_s[g * D + i1] = y1 * qscale;
   }
   if (k0 <= pos && pos < k1) {  // this split holds the new token: write its K and V
-    const int64_t slot = __ldcg(a.slot);
+    const int64_t slot = ctx.slot;
     const int64_t block = slot / c.block_size;
     const int32_t in_block = static_cast<int32_t>(slot % c.block_size);
     bf16* k_row =
@@ -106,14 +143,14 @@ __device__ void attention(const PersistentDecodeArgs& a, int32_t layer, int32_t 
 
   // Online softmax over this warp's keys, kKeys consecutive keys at a time: their loads and
   // their score reductions together, then one update of the running max per chunk.
-  float q[kMaxGroup][DPL];
+  float q[GM][DPL];
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g)
+  for (int g = 0; g < GM; ++g)
 #pragma unroll
     for (int d = 0; d < DPL; ++d) q[g][d] = g < G ? q_s[g * D + lane * DPL + d] : 0.0f;
-  float m[kMaxGroup], l[kMaxGroup], acc[kMaxGroup][DPL];
+  float m[GM], l[GM], acc[GM][DPL];
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
+  for (int g = 0; g < GM; ++g) {
     m[g] = -INFINITY;
     l[g] = 0.0f;
 #pragma unroll
@@ -125,7 +162,7 @@ __device__ void attention(const PersistentDecodeArgs& a, int32_t layer, int32_t 
 #pragma unroll
     for (int u = 0; u < kKeys; ++u) {
       const int32_t j = min(jb + u, k1 - 1);  // past the end: a repeat, masked below
-      const int64_t block = __ldcg(a.block_table + j / c.block_size);
+      const int64_t block = kv_block(a, ctx, j);
       const int32_t in_block = j % c.block_size;
       const bf16* kr =
           reinterpret_cast<const bf16*>(cache + c.value_byte_offset(block, layer, 0, h, in_block)) +
@@ -151,7 +188,7 @@ __device__ void attention(const PersistentDecodeArgs& a, int32_t layer, int32_t 
       }
     }
 #pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
+    for (int g = 0; g < GM; ++g) {
       if (g >= G) break;
       float sc[kKeys];
 #pragma unroll
@@ -184,7 +221,7 @@ __device__ void attention(const PersistentDecodeArgs& a, int32_t layer, int32_t 
   }
   // The warps' partials meet in shared memory.
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
+  for (int g = 0; g < GM; ++g) {
     if (g >= G) break;
 #pragma unroll
     for (int d = 0; d < DPL; ++d) part[(warp * G + g) * D + lane * DPL + d] = acc[g][d];
