@@ -282,6 +282,43 @@ int main(int argc, char** argv) {
     j["trace"] = {{"phases", phases},
                   {"consumer_wait_us", consumer * to_us},
                   {"producer_wait_us", producer * to_us}};
+
+    // Is a CTA's speed its SM's (the same CTAs slow launch after launch) or chance? Each CTA's
+    // gate_up products (the largest phase, mean over layers) in this launch and a second one,
+    // and their correlation over the CTAs.
+    auto gate_up_us = [&](const std::vector<unsigned long long>& tr) {
+      std::vector<double> per(plan.grid, 0.0);
+      for (int cta = 0; cta < plan.grid; ++cta) {
+        for (int64_t layer = 0; layer < L; ++layer) {
+          const auto* e = &tr[(cta * L + layer) * E];
+          per[cta] += (static_cast<double>(e[6]) - static_cast<double>(e[5])) / 1e3;
+        }
+        per[cta] /= static_cast<double>(L);
+      }
+      return per;
+    };
+    const std::vector<double> first = gate_up_us(t);
+    loom::cuda::launch_persistent_decode(a, plan, stream);
+    LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    LOOM_CUDA_CHECK(cudaMemcpy(t.data(), d_trace, t.size() * 8, cudaMemcpyDeviceToHost));
+    const std::vector<double> second = gate_up_us(t);
+    double m1 = 0, m2 = 0;
+    for (int c = 0; c < plan.grid; ++c) m1 += first[c], m2 += second[c];
+    m1 /= plan.grid, m2 /= plan.grid;
+    double cov = 0, v1 = 0, v2 = 0;
+    for (int c = 0; c < plan.grid; ++c) {
+      cov += (first[c] - m1) * (second[c] - m2);
+      v1 += (first[c] - m1) * (first[c] - m1);
+      v2 += (second[c] - m2) * (second[c] - m2);
+    }
+    const double corr = cov / std::sqrt(std::max(v1 * v2, 1e-30));
+    const auto [lo, hi] = std::minmax_element(first.begin(), first.end());
+    std::printf(
+        "gate_up products per CTA: %.2f to %.2f us (mean %.2f); correlation between two "
+        "launches %.2f\n",
+        *lo, *hi, m1, corr);
+    j["trace"]["gate_up_us_per_cta"] = {first, second};
+    j["trace"]["gate_up_launch_correlation"] = corr;
   }
   if (!out_path.empty()) std::ofstream(out_path) << j.dump(2) << "\n";
   return 0;

@@ -30,9 +30,13 @@
 //   down   act into shared memory; its rows of W_down, added into x
 // A CTA's rows of a matrix are one contiguous byte range (row-major weights), split into stages;
 // consumer warp w takes the w-th 4 KB of each stage as eight 512-byte slices (16 bytes a lane,
-// always inside one row since rows are multiples of 512 bytes), dots them with x, and reduces a
-// row across the warp only when it moves to another row, into its own row sums in shared memory
-// (summed over the warps in a fixed order at the phase's end: bitwise deterministic).
+// always inside one row since rows are multiples of 512 bytes) and dots them with x on the tensor
+// cores (each slice an mma A operand, the wanted sums on the diagonals; rows that are not a
+// multiple of 4 KB take the CUDA cores), and reduces a row across the warp only when it moves to
+// another row, into its own row sums in shared memory (summed over the warps in a fixed order at
+// the phase's end: bitwise deterministic). Each CTA keeps its rows of x (the O and down phases'
+// outputs), the token's position and slot and its keys' block-table entries in shared memory, so
+// that the critical path after a grid barrier has as few round trips to L2 as it can.
 //
 // Scope: one token (batch 1), bf16 weights and KV cache, head_dim 64 or 128, up to 8 query heads
 // per KV head, hidden / ffn / q_dim multiples of 256 (persistent_decode_supports); anything else
