@@ -157,10 +157,8 @@ int main(int argc, char** argv) {
   float* d_freq = device_alloc<float>(c.head_dim / 2);
   LOOM_CUDA_CHECK(cudaMemcpy(d_freq, inv_freq.data(), inv_freq.size() * 4, cudaMemcpyHostToDevice));
   a.inv_freq = d_freq;
-  a.qkv = device_alloc<float>(QD + 2 * KVD);
-  a.attn_partial = device_alloc<float>(plan.partial_floats);
-  a.attn_out = device_alloc<bf16>(QD);
-  a.act = device_alloc<bf16>(F);
+  a.workspace = device_alloc<uint8_t>(plan.workspace_bytes);
+  LOOM_CUDA_CHECK(cudaMemset(a.workspace, 0, plan.workspace_bytes));
   a.sync = device_alloc<unsigned>(loom::cuda::kPersistentSyncWords);
   LOOM_CUDA_CHECK(cudaMemset(a.sync, 0, loom::cuda::kPersistentSyncWords * sizeof(unsigned)));
   LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -234,14 +232,14 @@ int main(int argc, char** argv) {
     auto at = [&](int cta, int64_t layer, int e) { return t[(cta * L + layer) * E + e]; };
     // Interval k runs from event k to event k + 1 (the last one to the next layer's start).
     const char* names[E] = {"qkv (norm + products)",
-                            "qkv end -> attention (barrier)",
-                            "attention + barrier",
+                            "qkv end -> attention (hand-over)",
+                            "attention",
                             "o (products)",
-                            "o end -> gate_up (barrier)",
+                            "o end -> gate_up (hand-over)",
                             "gate_up (norm + products)",
-                            "gate_up end -> down (barrier)",
+                            "gate_up end -> down (hand-over)",
                             "down (products)",
-                            "down end -> next layer (barrier)"};
+                            "down end -> next layer (hand-over)"};
     std::printf("\n%-34s %10s %10s %12s\n", "per layer", "mean us", "max us", "span us");
     nlohmann::json phases = nlohmann::json::array();
     for (int k = 0; k < E; ++k) {

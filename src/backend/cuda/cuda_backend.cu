@@ -290,7 +290,8 @@ void CudaBackend::init_persistent_decode() {
   persistent_layers_ = alloc<PersistentLayer>(static_cast<int64_t>(host.size()));
   LOOM_CUDA_CHECK(cudaMemcpy(persistent_layers_, host.data(), host.size() * sizeof(host[0]),
                              cudaMemcpyHostToDevice));
-  persistent_ws_ = alloc<float>(persistent_plan_.partial_floats);
+  persistent_ws_ = alloc<uint8_t>(persistent_plan_.workspace_bytes);
+  LOOM_CUDA_CHECK(cudaMemset(persistent_ws_, 0, persistent_plan_.workspace_bytes));
   persistent_sync_ = alloc<unsigned>(kPersistentSyncWords);
   LOOM_CUDA_CHECK(cudaMemset(persistent_sync_, 0, kPersistentSyncWords * sizeof(unsigned)));
   LOOM_LOG_INFO(
@@ -397,10 +398,7 @@ void CudaBackend::launch_layers(const StepInputs& in) {
     p.inv_freq = inv_freq_;
     p.kv_cache = kv_cache_;
     p.cache = cache_shape_;
-    p.qkv = qkv_.ptr;
-    p.attn_partial = persistent_ws_;
-    p.attn_out = attn_out_.ptr;
-    p.act = act_.ptr;
+    p.workspace = persistent_ws_;
     p.sync = persistent_sync_;
     launch_persistent_decode(p, persistent_plan_, stream_);
     if (R == 0) return;

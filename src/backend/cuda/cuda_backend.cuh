@@ -126,7 +126,7 @@ class CudaBackend final : public Backend {
   // The persistent decode kernel (decode_persistent.cuh): plan.grid == 0 when not used.
   PersistentDecodePlan persistent_plan_;
   PersistentLayer* persistent_layers_ = nullptr;  // device [num_layers]
-  float* persistent_ws_ = nullptr;                // attention workspace
+  uint8_t* persistent_ws_ = nullptr;              // the kernel's exchange workspace
   unsigned* persistent_sync_ = nullptr;           // kPersistentSyncWords
 
   KvCacheShape cache_shape_;

@@ -88,8 +88,10 @@ __device__ __forceinline__ int phase_segments(const PersistentDecodeArgs& a,
       base = w.w_down, rows = H, in = F;
       break;
   }
-  *r0 = share_begin(rows, cta);
-  *r1 = share_begin(rows, cta + 1);
+  // gate_up: an even share (its outputs travel in bf16 pairs).
+  const int32_t unit = phase == kGateUp ? 2 : 1;
+  *r0 = share_begin(rows / unit, cta) * unit;
+  *r1 = share_begin(rows / unit, cta + 1) * unit;
   const int32_t n = *r1 - *r0;
   seg[0] = Segment{reinterpret_cast<const char*>(base + int64_t{*r0} * in), n * in * 2, in * 2, 0};
   if (phase != kGateUp) return 1;
@@ -256,7 +258,7 @@ __device__ __forceinline__ void dot_slices(const char* stage, int32_t seg_off, i
 // the w-th kWarpBytes of each stage. The bookkeeping a stage is a few additions (its row and
 // column move by a fixed step), no divisions: at 32 KB a stage and ~1 us of a CTA's bandwidth,
 // what the warps spend between two stages is on the critical path of catching up after a
-// barrier.
+// wait.
 __device__ __forceinline__ void consume_phase(Ring& ring, const Segment* segs, int nseg,
                                               const bf16* x, float* acc_warp) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -300,30 +302,44 @@ __device__ __forceinline__ void consume_phase(Ring& ring, const Segment* segs, i
 }
 
 // x_s[k] = bf16(x[k] * rsqrt(mean x^2 + eps) * w[k]) (rmsnorm.cu's arithmetic), by the consumers.
-// x and w are read once, together (one round trip to L2 on the critical path after a grid
-// barrier, not two): kNormVecs float4 of each per thread stay in registers (n <= 1024 kNormVecs),
-// the rest, if any, is read again.
-template <int kNormVecs>
-__device__ __forceinline__ void norm_to_shared(const float* x, const float* w, int32_t n, float eps,
-                                               bf16* x_s, float* red) {
+// x: from x_ll (the exchange words of tag `tag`), or, for the first layer, the f32 vector x_f32.
+// x and w are read once, together (one round trip to L2 on the critical path): kVals of each per
+// thread stay in registers (n <= 256 kVals), the rest, if any, is read again.
+template <int kVals>
+__device__ __forceinline__ void norm_to_shared(const float* x_f32, const uint64_t* x_ll,
+                                               uint32_t tag, bool check, const float* w, int32_t n,
+                                               float eps, bf16* x_s, float* red) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const float4* x4 = reinterpret_cast<const float4*>(x);
-  const float4* w4 = reinterpret_cast<const float4*>(w);
-  const int32_t n4 = n / 4;
-  float4 xv[kNormVecs], wv[kNormVecs];
+  // Element j of this thread: threadIdx.x + j * kConsumers (past n: a repeat of the last one).
+  auto index = [&](int32_t j) {
+    return min(static_cast<int32_t>(threadIdx.x) + j * kConsumers, n - 1);
+  };
+  float xv[kVals], wv[kVals];
+  if (x_f32) {
 #pragma unroll
-  for (int j = 0; j < kNormVecs; ++j) {
-    const int32_t i = threadIdx.x + j * kConsumers;
-    if (i < n4) xv[j] = __ldcg(x4 + i), wv[j] = __ldg(w4 + i);
+    for (int j = 0; j < kVals; ++j) xv[j] = __ldcg(x_f32 + index(j));
+  } else {
+    const uint64_t* ps[kVals];
+#pragma unroll
+    for (int j = 0; j < kVals; ++j) ps[j] = x_ll + index(j);
+    uint64_t v[kVals];
+    ll_wait<kVals>(ps, tag, check, v);
+#pragma unroll
+    for (int j = 0; j < kVals; ++j) xv[j] = ll_f32(v[j]);
   }
+#pragma unroll
+  for (int j = 0; j < kVals; ++j) wv[j] = __ldg(w + index(j));
+  // The rest (n > kVals * kConsumers), one at a time.
+  auto load = [&](int32_t i) {
+    return x_f32 ? __ldcg(x_f32 + i) : ll_wait_f32(x_ll + i, tag, check);
+  };
   float ss = 0.0f;
 #pragma unroll
-  for (int j = 0; j < kNormVecs; ++j)
-    if (threadIdx.x + j * kConsumers < n4)
-      ss += xv[j].x * xv[j].x + xv[j].y * xv[j].y + xv[j].z * xv[j].z + xv[j].w * xv[j].w;
-  for (int32_t i = threadIdx.x + kNormVecs * kConsumers; i < n4; i += kConsumers) {
-    const float4 v = __ldcg(x4 + i);
-    ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+  for (int j = 0; j < kVals; ++j)
+    if (threadIdx.x + j * kConsumers < n) ss += xv[j] * xv[j];
+  for (int32_t i = threadIdx.x + kVals * kConsumers; i < n; i += kConsumers) {
+    const float v = load(i);
+    ss += v * v;
   }
   ss = warp_sum(ss);
   if (lane == 0) red[warp] = ss;
@@ -332,30 +348,37 @@ __device__ __forceinline__ void norm_to_shared(const float* x, const float* w, i
 #pragma unroll
   for (int i = 0; i < kConsumerWarps; ++i) total += red[i];
   const float inv = rsqrtf(total / static_cast<float>(n) + eps);
-  __nv_bfloat162* out = reinterpret_cast<__nv_bfloat162*>(x_s);
-  auto put = [&](int32_t i, const float4& v, const float4& g) {
-    out[2 * i] = __floats2bfloat162_rn(v.x * inv * g.x, v.y * inv * g.y);
-    out[2 * i + 1] = __floats2bfloat162_rn(v.z * inv * g.z, v.w * inv * g.w);
-  };
 #pragma unroll
-  for (int j = 0; j < kNormVecs; ++j) {
+  for (int j = 0; j < kVals; ++j) {
     const int32_t i = threadIdx.x + j * kConsumers;
-    if (i < n4) put(i, xv[j], wv[j]);
+    if (i < n) x_s[i] = __float2bfloat16(xv[j] * inv * wv[j]);
   }
-  for (int32_t i = threadIdx.x + kNormVecs * kConsumers; i < n4; i += kConsumers)
-    put(i, __ldcg(x4 + i), __ldg(w4 + i));
+  for (int32_t i = threadIdx.x + kVals * kConsumers; i < n; i += kConsumers)
+    x_s[i] = __float2bfloat16(load(i) * inv * __ldg(w + i));
 }
 
-__device__ __forceinline__ void copy_to_shared(const bf16* src, int32_t n, bf16* x_s) {
-  const uint4* s4 = reinterpret_cast<const uint4*>(src);
-  uint4* d4 = reinterpret_cast<uint4*>(x_s);
-  for (int32_t i = threadIdx.x; i < n / 8; i += kConsumers) d4[i] = __ldcg(s4 + i);
+// The bf16 pairs of a phase's input (exchange words of tag `tag`) into shared memory.
+__device__ __forceinline__ void pairs_to_shared(const uint64_t* src, int32_t pairs, uint32_t tag,
+                                                bool check, bf16* x_s) {
+  constexpr int kBatch = 8;  // loads in flight a thread
+  uint32_t* d = reinterpret_cast<uint32_t*>(x_s);
+  for (int32_t i0 = threadIdx.x; i0 < pairs; i0 += kBatch * kConsumers) {
+    const uint64_t* ps[kBatch];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) ps[j] = src + min(i0 + j * kConsumers, pairs - 1);
+    uint64_t v[kBatch];
+    ll_wait<kBatch>(ps, tag, check, v);
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j)
+      if (i0 + j * kConsumers < pairs) d[i0 + j * kConsumers] = static_cast<uint32_t>(v[j]);
+  }
 }
 
 #endif  // the kernel's device functions
 
 struct KernelShape {
   Layout layout;
+  PersistentExchange exchange;
   int32_t splits;
   int32_t acc_rows;  // the stride of each warp's row sums
 };
@@ -421,7 +444,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   float* acc = reinterpret_cast<float*>(smem + lay.acc);
   float* red = reinterpret_cast<float*>(smem + lay.red);
   int* flag = reinterpret_cast<int*>(red + kConsumerWarps);
-  unsigned epoch = 0;
   const int32_t H = a.hidden, F = a.ffn, QD = a.num_heads * D;
   const int32_t stride = shape.acc_rows;
   float* acc_warp = acc + (threadIdx.x / 32) * stride;
@@ -441,18 +463,40 @@ __global__ void __launch_bounds__(kThreads, 1)
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     a.trace[(int64_t{blockIdx.x} * a.num_layers + layer) * kPersistentTraceEvents + event] = t;
   };
+  // The exchange (PersistentExchange) of layer l: copy l % 2. Tags: (launch, layer, phase).
+  const PersistentExchange& ex = shape.exchange;
+  char* ws = static_cast<char*>(a.workspace);
+  const int32_t NQKV = QD + 2 * a.num_kv_heads * D;
+  auto x_ll = [&](int32_t l, int after_down) {
+    return reinterpret_cast<uint64_t*>(ws + ex.x) + (int64_t{l % 2} * 2 + after_down) * H;
+  };
+  auto qkv_ll = [&](int32_t l) {
+    return reinterpret_cast<uint64_t*>(ws + ex.qkv) + (l % 2) * NQKV;
+  };
+  auto attn_ll = [&](int32_t l) {
+    return reinterpret_cast<uint64_t*>(ws + ex.attn) + (l % 2) * (QD / 2);
+  };
+  auto act_ll = [&](int32_t l) {
+    return reinterpret_cast<uint64_t*>(ws + ex.act) + (l % 2) * (F / 2);
+  };
+  const uint32_t tag_base = 1u + __ldcg(a.sync + 1) * static_cast<uint32_t>(a.num_layers * 5);
+  auto tag = [&](int32_t l, int phase) {  // phases: 0 qkv, 1 attention, 2 O, 3 gate_up, 4 down
+    return tag_base + static_cast<uint32_t>(l * 5 + phase);
+  };
+  const bool check = !(a.diag & kPersistentDiagNoSync);
   // A weight phase up to its epilogue: its input into shared memory (RMSNorm of x with norm_w, or
-  // a copy of the bf16 vector `in`), the products of its stages into the warps' row sums;
-  // returns with this CTA's output rows in [r0, r1).
-  auto products = [&](const PersistentLayer& w, int phase, const float* norm_w, const bf16* in,
-                      int32_t in_size) {
+  // the bf16 pairs `in`), the products of its stages into the warps' row sums; returns with this
+  // CTA's output rows in [r0, r1).
+  auto products = [&](const PersistentLayer& w, int phase, const float* norm_w, const float* x_f32,
+                      const uint64_t* in, int32_t in_size, uint32_t in_tag) {
     const int nseg = phase_segments(a, w, phase, seg, &r0, &r1);
+    consumer_sync();  // every warp is done with the last epilogue's row sums and the scratch
     zero_acc();
     if (norm_w)
       // (Fewer registers for the norm where the attention takes 8 query heads a KV head.)
-      norm_to_shared<GM == 8 ? 2 : 4>(a.x, norm_w, H, a.eps, x_s, red);
+      norm_to_shared<GM == 8 ? 8 : 16>(x_f32, in, in_tag, check, norm_w, H, a.eps, x_s, red);
     else
-      copy_to_shared(in, in_size, x_s);
+      pairs_to_shared(in, in_size / 2, in_tag, check, x_s);
     consumer_sync();
     consume_phase(ring, seg, nseg, x_s, acc_warp);
   };
@@ -464,60 +508,78 @@ __global__ void __launch_bounds__(kThreads, 1)
   AttentionContext& ctx = *reinterpret_cast<AttentionContext*>(smem + lay.ctx);
   load_attention_context(a, shape.splits, ctx);
   consumer_sync();
-  auto add_to_residual = [&] {
+  // x[r0 + i] += the row sums: into shared memory, the exchange (and a.x after the last layer).
+  auto add_to_residual = [&](uint64_t* out, uint32_t out_tag, bool last) {
     for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers) {
       const float v = own[i] + row_sum(i);
       own[i] = v;
-      a.x[r0 + i] = v;
+      ll_store(out + r0 + i, __float_as_uint(v), out_tag);
+      if (last) a.x[r0 + i] = v;
     }
   };
   for (int32_t layer = 0; layer < a.num_layers; ++layer) {
     const PersistentLayer& w = a.layers[layer];
+    const bool last = layer + 1 == a.num_layers;
     mark(layer, 0);
     prefetch_kv(a, ctx, layer, shape.splits);
-    products(w, kQkv, w.attn_norm, nullptr, 0);
+    if (layer == 0)
+      products(w, kQkv, w.attn_norm, a.x, nullptr, 0, 0);
+    else
+      products(w, kQkv, w.attn_norm, nullptr, x_ll(layer - 1, 1), 0, tag(layer - 1, 4));
     mark(layer, 1);
     consumer_sync();
     for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers)
-      a.qkv[r0 + i] = row_sum(i) + (w.qkv_bias ? w.qkv_bias[r0 + i] : 0.0f);
-    const bool sync = !(a.diag & kPersistentDiagNoSync);
-    if (sync) grid_sync(a.sync, epoch);
+      ll_store(qkv_ll(layer) + r0 + i,
+               __float_as_uint(row_sum(i) + (w.qkv_bias ? w.qkv_bias[r0 + i] : 0.0f)),
+               tag(layer, 0));
     mark(layer, 2);
-    if (sync) attention<D, GM>(a, ctx, layer, shape.splits, smem + lay.scratch, flag);
-    if (sync) grid_sync(a.sync, epoch);
+    if (check) {
+      const AttentionIo io{qkv_ll(layer),
+                           reinterpret_cast<float*>(ws + ex.partial) +
+                               int64_t{layer % 2} * a.num_heads * shape.splits * (D + 2),
+                           attn_ll(layer),
+                           tag(layer, 0),
+                           tag(layer, 1),
+                           check};
+      attention<D, GM>(a, ctx, layer, shape.splits, smem + lay.scratch, flag, io);
+    }
     mark(layer, 3);
-    products(w, kO, nullptr, a.attn_out, QD);
+    products(w, kO, nullptr, nullptr, attn_ll(layer), QD, tag(layer, 1));
     mark(layer, 4);
     consumer_sync();
-    add_to_residual();
-    if (sync) grid_sync(a.sync, epoch);
+    add_to_residual(x_ll(layer, 0), tag(layer, 2), false);
     mark(layer, 5);
-    products(w, kGateUp, w.ffn_norm, nullptr, 0);
+    products(w, kGateUp, w.ffn_norm, nullptr, x_ll(layer, 0), 0, tag(layer, 2));
     mark(layer, 6);
     consumer_sync();
-    for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers) {
-      const float g = row_sum(i), u = row_sum(r1 - r0 + i);
-      a.act[r0 + i] = __float2bfloat16(g / (1.0f + __expf(-g)) * u);
+    // Outputs in pairs (a CTA's share of ffn is even): act[r0 + 2i], act[r0 + 2i + 1].
+    for (int32_t i = threadIdx.x; i < (r1 - r0) / 2; i += kConsumers) {
+      float y[2];
+#pragma unroll
+      for (int k = 0; k < 2; ++k) {
+        const float g = row_sum(2 * i + k), u = row_sum(r1 - r0 + 2 * i + k);
+        y[k] = g / (1.0f + __expf(-g)) * u;
+      }
+      ll_store(act_ll(layer) + r0 / 2 + i, pack_bf16(y[0], y[1]), tag(layer, 3));
     }
-    if (sync) grid_sync(a.sync, epoch);
     mark(layer, 7);
-    products(w, kDown, nullptr, a.act, F);
+    products(w, kDown, nullptr, nullptr, act_ll(layer), F, tag(layer, 3));
     mark(layer, 8);
     consumer_sync();
-    add_to_residual();
-    if (sync && layer + 1 < a.num_layers) grid_sync(a.sync, epoch);
+    add_to_residual(x_ll(layer, 1), tag(layer, 4), last);
   }
   if (a.trace && threadIdx.x == 0)
     a.trace[int64_t{gridDim.x} * a.num_layers * kPersistentTraceEvents + 2 * blockIdx.x] =
         ring.waited;
-  // Leave the counters at zero for the next launch: the last CTA out resets them (every CTA has
-  // passed its last barrier wait by then).
+  // The last CTA out zeroes the merge counters and the exit counter, and counts the launch (the
+  // next launch's tags differ from every word this one wrote).
   consumer_sync();
   if (threadIdx.x == 0) {
     __threadfence();
-    if (atomicAdd(a.sync + 1, 1u) == gridDim.x - 1) {
+    if (atomicAdd(a.sync, 1u) == gridDim.x - 1) {
+      for (int32_t h = 0; h < a.num_kv_heads; ++h) atomicExch(a.sync + 2 + h, 0u);
+      atomicAdd(a.sync + 1, 1u);
       atomicExch(a.sync, 0u);
-      atomicExch(a.sync + 1, 0u);
     }
   }
 #else
@@ -536,10 +598,24 @@ int32_t acc_rows_for(int32_t hidden, int32_t ffn, int32_t num_heads, int32_t num
                      int32_t head_dim, int32_t grid) {
   const int64_t nqkv = int64_t{num_heads + 2 * num_kv_heads} * head_dim;
   return static_cast<int32_t>(
-      std::max({ceil_div(nqkv, grid), ceil_div(hidden, grid), 2 * ceil_div(ffn, grid)}));
+      std::max({ceil_div(nqkv, grid), ceil_div(hidden, grid), 4 * ceil_div(ffn / 2, grid)}));
 }
 
 }  // namespace
+
+PersistentExchange persistent_exchange(int32_t hidden, int32_t ffn, int32_t num_heads,
+                                       int32_t num_kv_heads, int32_t head_dim, int32_t splits) {
+  PersistentExchange e;
+  const int64_t qd = int64_t{num_heads} * head_dim,
+                nqkv = qd + 2 * int64_t{num_kv_heads} * head_dim;
+  e.x = 0;
+  e.qkv = e.x + 2 * 2 * int64_t{hidden} * 8;
+  e.attn = e.qkv + 2 * nqkv * 8;
+  e.act = e.attn + 2 * (qd / 2) * 8;
+  e.partial = e.act + 2 * (int64_t{ffn} / 2) * 8;
+  e.bytes = e.partial + 2 * int64_t{num_heads} * splits * (head_dim + 2) * 4;
+  return e;
+}
 
 bool persistent_decode_supports(int32_t hidden, int32_t ffn, int32_t num_heads,
                                 int32_t num_kv_heads, int32_t head_dim, KvCacheDtype dtype,
@@ -577,20 +653,23 @@ PersistentDecodePlan plan_persistent_decode(int32_t hidden, int32_t ffn, int32_t
   p.smem_bytes = static_cast<size_t>(
       make_layout(hidden, ffn, num_heads, num_kv_heads, head_dim, acc_rows, stages).total);
   p.attn_splits = std::clamp(sms / num_kv_heads, 1, kMaxSplits);
-  p.partial_floats = int64_t{num_heads} * p.attn_splits * (head_dim + 2);
+  p.workspace_bytes =
+      persistent_exchange(hidden, ffn, num_heads, num_kv_heads, head_dim, p.attn_splits).bytes;
   return p;
 }
 
 void launch_persistent_decode(const PersistentDecodeArgs& a, const PersistentDecodePlan& p,
                               cudaStream_t stream) {
   LOOM_CHECK(p.grid > 0 && a.layers && a.x && a.position && a.slot && a.block_table && a.inv_freq &&
-                 a.kv_cache && a.qkv && a.attn_partial && a.attn_out && a.act && a.sync,
+                 a.kv_cache && a.workspace && a.sync,
              "persistent decode: incomplete arguments or no plan");
   LOOM_CHECK(a.cache.dtype == KvCacheDtype::kBf16 && a.head_dim == a.cache.head_dim);
   KernelShape shape;
   shape.layout =
       make_layout(a.hidden, a.ffn, a.num_heads, a.num_kv_heads, a.head_dim, p.acc_rows, p.stages);
   shape.splits = p.attn_splits;
+  shape.exchange =
+      persistent_exchange(a.hidden, a.ffn, a.num_heads, a.num_kv_heads, a.head_dim, p.attn_splits);
   shape.acc_rows = p.acc_rows;
   LOOM_CHECK(static_cast<size_t>(shape.layout.total) == p.smem_bytes);
   const bool small_group = a.num_heads / a.num_kv_heads <= 4;
@@ -612,8 +691,8 @@ void launch_persistent_decode(const PersistentDecodeArgs& a, const PersistentDec
   config.blockDim = dim3(kThreads);
   config.dynamicSmemBytes = p.smem_bytes;
   config.stream = stream;
-  // Cooperative: the grid barriers need every CTA resident at once; the launch fails loudly
-  // rather than deadlock if they cannot be.
+  // Cooperative: the waits for other CTAs' outputs need every CTA resident at once; the launch
+  // fails loudly rather than deadlock if they cannot be.
   cudaLaunchAttribute attribute[1];
   attribute[0].id = cudaLaunchAttributeCooperative;
   attribute[0].val.cooperative = 1;

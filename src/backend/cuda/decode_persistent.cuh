@@ -11,22 +11,26 @@
 // order, into a ring of 32 KB shared-memory stages with bulk asynchronous copies (cp.async.bulk;
 // per stage a "full" mbarrier completed by the copy and an "empty" one the consumers arrive on),
 // running ahead of the computation by the ring's depth (160-192 KB a CTA, ~5 us of the CTA's
-// share of bandwidth). The eight consumer warps wait for the activations (a grid
-// barrier), then take the stages as they land. So the memory system keeps streaming through the
-// barriers, the attention and the norms.
+// share of bandwidth). The eight consumer warps wait for the activations, then take the stages
+// as they land. So the memory system keeps streaming through the waits, the attention and the
+// norms.
 //
 // Grid: one CTA per SM, all resident (cooperative launch); 8 consumer warps + 1 producer warp.
-// Per layer, phases separated by grid barriers (a counter in global memory):
+// The CTAs hand each other a phase's outputs through tagged exchange words (PersistentExchange):
+// a CTA that needs a vector reads it and waits only for the words that do not carry the layer's
+// and phase's tag yet, with no grid barrier (a barrier costs a release, an arrival and a poll,
+// ~3 round trips to L2 that queue behind the weight stream, on the critical path five times a
+// layer). Per layer:
 //   qkv    every CTA: RMSNorm(x) into shared memory (bf16, as the norm kernel would write it);
-//          its rows of W_qkv -> qkv (f32 scratch, bias added)
+//          its rows of W_qkv -> qkv (f32, bias added)
 //   attn   CTA (kv head h, split s) of num_kv_heads x splits (splits of >= 32 keys): RoPE of
 //          the group's queries and, in the split holding the new token, of its key, whose K/V it
 //          writes into the paged cache; online softmax over its keys; (max, sum, output) to a
 //          workspace; the last split of a head to finish (a counter) merges the splits into
-//          attn_out (bf16). The layer's K/V rows are asked of L2 at the start of the layer.
-//   o      attn_out into shared memory; its rows of W_o, added into x (the residual stream)
+//          attn (bf16 pairs). The layer's K/V rows are asked of L2 at the start of the layer.
+//   o      attn into shared memory; its rows of W_o, added into x (the residual stream)
 //   gate   RMSNorm(x); its outputs n of W_gate_up (gate row n and up row ffn + n) ->
-//          act[n] = silu(gate) * up (bf16)
+//          act[n] = silu(gate) * up (bf16 pairs: a CTA's share of n is even)
 //   down   act into shared memory; its rows of W_down, added into x
 // A CTA's rows of a matrix are one contiguous byte range (row-major weights), split into stages;
 // consumer warp w takes the w-th 4 KB of each stage as eight 512-byte slices (16 bytes a lane,
@@ -36,7 +40,10 @@
 // another row, into its own row sums in shared memory (summed over the warps in a fixed order at
 // the phase's end: bitwise deterministic). Each CTA keeps its rows of x (the O and down phases'
 // outputs), the token's position and slot and its keys' block-table entries in shared memory, so
-// that the critical path after a grid barrier has as few round trips to L2 as it can.
+// that the critical path between phases has as few round trips to L2 as it can. Why the next
+// write of an exchange vector cannot overtake its last reader: each phase reads the whole output
+// of the one before (all CTAs'), so a CTA two phases on has seen every CTA finish the reads of
+// the phase in between; the two copies by layer parity leave a whole layer between reuses.
 //
 // Scope: one token (batch 1), bf16 weights and KV cache, head_dim 64 or 128, up to 8 query heads
 // per KV head, hidden / ffn / q_dim multiples of 256 (persistent_decode_supports); anything else
@@ -65,16 +72,34 @@ struct PersistentLayer {
 constexpr int32_t kPersistentStageBytes = 32768;
 
 struct PersistentDecodePlan {
-  int32_t grid = 0;            // CTAs: one per SM
-  int32_t stages = 0;          // ring stages of kPersistentStageBytes per CTA
-  int32_t attn_splits = 0;     // context splits per KV head
-  int32_t acc_rows = 0;        // most accumulator rows a CTA needs in one phase
-  size_t smem_bytes = 0;       // dynamic shared memory per CTA
-  int64_t partial_floats = 0;  // attention workspace: [num_heads][attn_splits][head_dim + 2]
+  int32_t grid = 0;             // CTAs: one per SM
+  int32_t stages = 0;           // ring stages of kPersistentStageBytes per CTA
+  int32_t attn_splits = 0;      // context splits per KV head
+  int32_t acc_rows = 0;         // most accumulator rows a CTA needs in one phase
+  size_t smem_bytes = 0;        // dynamic shared memory per CTA
+  int64_t workspace_bytes = 0;  // PersistentDecodeArgs::workspace (PersistentExchange)
 };
 
-// Words of the synchronisation buffer: the grid barrier's counter, the exit counter and one merge
-// counter per KV head. Zero when allocated; every launch leaves it zero.
+// The workspace through which the CTAs hand each other a phase's outputs, two copies (even and
+// odd layers). The vectors travel as 8-byte words, a 32-bit payload (an f32, or two bf16) and a
+// 32-bit tag naming the layer and phase that wrote it, stored in one store: a reader that sees
+// the tag it waits for has the payload with it, so a phase's output needs no fence and no grid
+// barrier, only the writer's store and the reader's load (the protocol of NCCL's LL transfers).
+// Byte offsets:
+struct PersistentExchange {
+  int64_t x = 0;        // u64 [2 layers][2: after O, after down][hidden]: the residual stream
+  int64_t qkv = 0;      // u64 [2][q_dim + 2 kv_dim]: f32, bias added
+  int64_t attn = 0;     // u64 [2][q_dim / 2]: bf16 pairs
+  int64_t act = 0;      // u64 [2][ffn / 2]: bf16 pairs, silu(gate) * up
+  int64_t partial = 0;  // f32 [2][num_heads][splits][head_dim + 2]: attention splits (o, max, sum)
+  int64_t bytes = 0;
+};
+PersistentExchange persistent_exchange(int32_t hidden, int32_t ffn, int32_t num_heads,
+                                       int32_t num_kv_heads, int32_t head_dim, int32_t splits);
+
+// Words of the synchronisation buffer: the exit counter, the launch count (the tags' base) and
+// one merge counter per KV head. Zero when allocated; a launch leaves all but the launch count
+// zero.
 constexpr int32_t kPersistentMaxKvHeads = 128;
 constexpr int32_t kPersistentSyncWords = 2 + kPersistentMaxKvHeads;
 
@@ -92,11 +117,8 @@ struct PersistentDecodeArgs {
   const float* inv_freq = nullptr;          // [head_dim / 2]
   void* kv_cache = nullptr;                 // bf16 pool (kv_cache_format.h)
   KvCacheShape cache;
-  float* qkv = nullptr;           // [q_dim + 2 kv_dim] scratch
-  float* attn_partial = nullptr;  // plan.partial_floats
-  bf16* attn_out = nullptr;       // [q_dim] scratch
-  bf16* act = nullptr;            // [ffn] scratch
-  unsigned* sync = nullptr;       // kPersistentSyncWords, zeroed once
+  void* workspace = nullptr;  // plan.workspace_bytes (PersistentExchange), zeroed once
+  unsigned* sync = nullptr;   // kPersistentSyncWords, zeroed once
   // Diagnostics (benchmarks only; null in the backend): when set, thread 0 of each CTA records
   // the global timer (ns) at kPersistentTraceEvents points of every layer,
   // trace[(cta * num_layers + layer) * kPersistentTraceEvents + event], and after those
@@ -105,7 +127,7 @@ struct PersistentDecodeArgs {
   unsigned long long* trace = nullptr;
   // Experiments (benchmarks only; zero in the backend): diag bits take parts out to see what
   // each costs, so the results are wrong: kPersistentDiagNoMath (consumers only wait for the
-  // stages and free them), kPersistentDiagNoSync (no grid barriers, no attention),
+  // stages and free them), kPersistentDiagNoSync (no waiting for other CTAs, no attention),
   // kPersistentDiagNoCopy (the producer completes each stage without copying);
   // kPersistentDiagCudaCoreDot takes the products on the CUDA cores instead of the tensor cores
   // (same results within rounding).

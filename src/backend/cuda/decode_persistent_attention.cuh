@@ -5,6 +5,7 @@
 #pragma once
 
 #include "backend/cuda/decode_persistent_device.cuh"
+#include "backend/cuda/mma_sm80.cuh"
 
 namespace loom::cuda::persistent_detail {
 
@@ -86,9 +87,28 @@ __device__ __forceinline__ void prefetch_kv(const PersistentDecodeArgs& a,
 // is cut into as many splits as give each at least kMinKeysPerSplit keys (at most `splits`);
 // with one split the CTA writes the output itself. GM: the most query heads per KV head the
 // instance takes (its registers).
+// Where a layer's attention reads and writes: the QKV phase's output (tag qkv_tag), the splits'
+// partials and the output pairs (written with tag attn_tag). check: wait for the tags (false for
+// kPersistentDiagNoSync).
+struct AttentionIo {
+  const uint64_t* qkv;
+  float* partial;  // [num_heads][splits][D + 2]
+  uint64_t* out;   // [q_dim / 2]
+  uint32_t qkv_tag, attn_tag;
+  bool check;
+};
+
+// Rows [0, G * D) of out_s (f32, this CTA's heads' outputs) as bf16 pairs into io.out.
+template <int D>
+__device__ __forceinline__ void store_attention(const float* out_s, int32_t h, int32_t G,
+                                                const AttentionIo& io) {
+  for (int32_t i = threadIdx.x; i < G * D / 2; i += kConsumers)
+    ll_store(io.out + h * G * D / 2 + i, pack_bf16(out_s[2 * i], out_s[2 * i + 1]), io.attn_tag);
+}
+
 template <int D, int GM>
 __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext& ctx, int32_t layer,
-                          int32_t splits, char* scratch, int* flag) {
+                          int32_t splits, char* scratch, int* flag, const AttentionIo& io) {
   constexpr int DPL = D / 32;  // dims a lane holds
   const int32_t KH = a.num_kv_heads, G = a.num_heads / KH;
   const int32_t pos = ctx.pos;
@@ -104,12 +124,15 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
   const KvCacheShape& c = a.cache;
 
   // RoPE: rotation pair p of head `head` is dims (i0, i1) (rope_kv.cuh's pairing).
-  auto rotate = [&](const float* v, int32_t p, float& y0, float& y1, int32_t& i0, int32_t& i1) {
+  auto rotate = [&](const uint64_t* v, int32_t p, float& y0, float& y1, int32_t& i0, int32_t& i1) {
     i0 = a.neox ? p : 2 * p;
     i1 = a.neox ? p + half : 2 * p + 1;
+    const uint64_t* const ps[2] = {v + i0, v + i1};
+    uint64_t xv[2];
+    ll_wait<2>(ps, io.qkv_tag, io.check, xv);
     float sn, cs;
     sincosf(static_cast<float>(pos) * __ldg(a.inv_freq + p), &sn, &cs);
-    const float x0 = __ldcg(v + i0), x1 = __ldcg(v + i1);
+    const float x0 = ll_f32(xv[0]), x1 = ll_f32(xv[1]);
     y0 = x0 * cs - x1 * sn;
     y1 = x0 * sn + x1 * cs;
   };
@@ -117,7 +140,7 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
     const int32_t g = i / half, p = i % half;
     float y0, y1;
     int32_t i0, i1;
-    rotate(a.qkv + (h * G + g) * D, p, y0, y1, i0, i1);
+    rotate(io.qkv + (h * G + g) * D, p, y0, y1, i0, i1);
     q_s[g * D + i0] = y0 * qscale;
     q_s[g * D + i1] = y1 * qscale;
   }
@@ -132,12 +155,12 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
     for (int32_t p = threadIdx.x; p < half; p += kConsumers) {
       float y0, y1;
       int32_t i0, i1;
-      rotate(a.qkv + QD + h * D, p, y0, y1, i0, i1);
+      rotate(io.qkv + QD + h * D, p, y0, y1, i0, i1);
       k_row[i0] = __float2bfloat16(y0);
       k_row[i1] = __float2bfloat16(y1);
     }
     for (int32_t d = threadIdx.x; d < D; d += kConsumers)
-      v_row[d] = __float2bfloat16(__ldcg(a.qkv + QD + KVD + h * D + d));
+      v_row[d] = __float2bfloat16(ll_wait_f32(io.qkv + QD + KVD + h * D + d, io.qkv_tag, io.check));
   }
   consumer_sync();
 
@@ -231,7 +254,8 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
     }
   }
   consumer_sync();
-  float* ws = a.attn_partial;  // [num_heads][splits][D + 2]
+  float* ws = io.partial;
+  float* out_s = q_s;  // the queries are in registers by now: [G][D] f32, the outputs
   for (int32_t i = threadIdx.x; i < G * D; i += kConsumers) {
     const int32_t g = i / D, d = i % D;
     float mx = -INFINITY;
@@ -246,7 +270,7 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
         sum += ml[(w * G + g) * 2 + 1] * f;
       }
     if (used == 1) {  // the whole context: the output itself
-      a.attn_out[(h * G + g) * D + d] = __float2bfloat16(o / sum);
+      out_s[i] = o / sum;
       continue;
     }
     float* dst = ws + (int64_t{h * G + g} * splits + s) * (D + 2);
@@ -256,12 +280,17 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
       dst[D + 1] = sum;
     }
   }
-  if (used == 1) return;
   consumer_sync();
+  if (used == 1) {
+    store_attention<D>(out_s, h, G, io);
+    return;
+  }
+  // The counter only grows within a launch (the last CTA out zeroes it): the last split of this
+  // layer is the one that brings it to (layer + 1) * used.
   unsigned* counter = a.sync + 2 + h;
   if (threadIdx.x == 0) {
-    __threadfence();  // cumulative: the whole CTA's partial, ordered by the barrier above
-    *flag = atomicAdd(counter, 1u) == static_cast<unsigned>(used - 1);
+    __threadfence();  // cumulative: the whole CTA's partial, ordered by the CTA barrier above
+    *flag = atomicAdd(counter, 1u) == static_cast<unsigned>((layer + 1) * used - 1);
     __threadfence();
   }
   consumer_sync();
@@ -284,9 +313,10 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
       sum = sum * c_old + lt * c_t;
       mx = m_new;
     }
-    a.attn_out[(h * G + g) * D + d] = __float2bfloat16(o / sum);
+    out_s[i] = o / sum;
   }
-  if (threadIdx.x == 0) *counter = 0;  // the next layer's merge starts from zero
+  consumer_sync();
+  store_attention<D>(out_s, h, G, io);
 }
 
 #endif

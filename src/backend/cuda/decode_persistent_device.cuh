@@ -1,6 +1,7 @@
 // Device helpers of the persistent decode kernel (decode_persistent.cuh): its constants, the
-// mbarrier and bulk-copy PTX of the weight ring, the consumer warps' barrier and the grid
-// barrier. Included by decode_persistent.cu and decode_persistent_attention.cuh only.
+// mbarrier and bulk-copy PTX of the weight ring, the consumer warps' barrier and the exchange
+// words' stores and waits. Included by decode_persistent.cu and decode_persistent_attention.cuh
+// only.
 #pragma once
 
 #include "backend/cuda/decode_persistent.cuh"
@@ -73,22 +74,49 @@ __device__ __forceinline__ void consumer_sync() {
 using gemv_detail::fma8;  // acc += the dot product of 8 bf16 pairs
 using gemv_detail::warp_sum;
 
-// Every CTA's consumers arrive; returns when all have (their writes before it are visible to
-// every CTA's reads after it). `epoch` counts this CTA's barriers (thread 0's copy is used).
-__device__ __forceinline__ void grid_sync(unsigned* counter, unsigned& epoch) {
-  consumer_sync();
-  if (threadIdx.x == 0) {
-    ++epoch;
-    const unsigned target = epoch * gridDim.x;
-    // Release: the CTA's writes (ordered before this by the barrier above) become visible to
-    // whoever acquires the count; no return value to wait for.
-    asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
-    unsigned seen = 0;
-    do {
-      asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
-    } while (seen < target);
+// Exchange words (PersistentExchange): payload and tag in one 8-byte store, so that a reader who
+// sees the tag has the payload that came with it.
+__device__ __forceinline__ void ll_store(uint64_t* p, uint32_t payload, uint32_t tag) {
+  const uint64_t v = (static_cast<uint64_t>(tag) << 32) | payload;
+  asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+__device__ __forceinline__ uint64_t ll_load(const uint64_t* p) {
+  uint64_t v;
+  asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ uint32_t ll_tag(uint64_t v) {
+  return static_cast<uint32_t>(v >> 32);
+}
+__device__ __forceinline__ float ll_f32(uint64_t v) {
+  return __uint_as_float(static_cast<uint32_t>(v));
+}
+// Waits for N words of tag `tag`: all N loads in flight together, then, while some lack the
+// tag, a short sleep (the waiting threads of every CTA would otherwise flood L2 with loads that
+// the weight stream needs) and the stale ones reloaded together. check false: takes the words
+// as they are (kPersistentDiagNoSync).
+template <int N>
+__device__ __forceinline__ void ll_wait(const uint64_t* const (&p)[N], uint32_t tag, bool check,
+                                        uint64_t (&v)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) v[i] = ll_load(p[i]);
+  if (!check) return;
+  for (;;) {
+    bool stale = false;
+#pragma unroll
+    for (int i = 0; i < N; ++i) stale |= ll_tag(v[i]) != tag;
+    if (!stale) return;
+    __nanosleep(200);
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+      if (ll_tag(v[i]) != tag) v[i] = ll_load(p[i]);
   }
-  consumer_sync();
+}
+__device__ __forceinline__ float ll_wait_f32(const uint64_t* p, uint32_t tag, bool check) {
+  const uint64_t* const ps[1] = {p};
+  uint64_t v[1];
+  ll_wait<1>(ps, tag, check, v);
+  return ll_f32(v[0]);
 }
 
 #endif
