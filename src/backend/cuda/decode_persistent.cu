@@ -17,7 +17,7 @@ struct Layout {
   int32_t acc = 0;      // f32 [warps][acc_rows]: each consumer warp's row sums of the phase
   int32_t own = 0;      // f32 [acc_rows]: this CTA's rows of the residual stream x
   int32_t ctx = 0;      // the attention's AttentionContext
-  int32_t red = 0;      // f32 [kConsumerWarps] + an int flag
+  int32_t red = 0;      // f32 [kConsumerWarps]: the norm's partial sums
   int32_t bars = 0;     // uint64 [2][stages]: full, empty
   int32_t total = 0;
 };
@@ -443,7 +443,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   bf16* x_s = reinterpret_cast<bf16*>(smem + lay.scratch);
   float* acc = reinterpret_cast<float*>(smem + lay.acc);
   float* red = reinterpret_cast<float*>(smem + lay.red);
-  int* flag = reinterpret_cast<int*>(red + kConsumerWarps);
   const int32_t H = a.hidden, F = a.ffn, QD = a.num_heads * D;
   const int32_t stride = shape.acc_rows;
   float* acc_warp = acc + (threadIdx.x / 32) * stride;
@@ -535,13 +534,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     mark(layer, 2);
     if (check) {
       const AttentionIo io{qkv_ll(layer),
-                           reinterpret_cast<float*>(ws + ex.partial) +
+                           reinterpret_cast<uint64_t*>(ws + ex.partial) +
                                int64_t{layer % 2} * a.num_heads * shape.splits * (D + 2),
                            attn_ll(layer),
                            tag(layer, 0),
                            tag(layer, 1),
                            check};
-      attention<D, GM>(a, ctx, layer, shape.splits, smem + lay.scratch, flag, io);
+      attention<D, GM>(a, ctx, layer, shape.splits, smem + lay.scratch, io);
     }
     mark(layer, 3);
     products(w, kO, nullptr, nullptr, attn_ll(layer), QD, tag(layer, 1));
@@ -571,13 +570,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (a.trace && threadIdx.x == 0)
     a.trace[int64_t{gridDim.x} * a.num_layers * kPersistentTraceEvents + 2 * blockIdx.x] =
         ring.waited;
-  // The last CTA out zeroes the merge counters and the exit counter, and counts the launch (the
-  // next launch's tags differ from every word this one wrote).
+  // The last CTA out zeroes the exit counter and counts the launch (the next launch's tags
+  // differ from every word this one wrote).
   consumer_sync();
   if (threadIdx.x == 0) {
     __threadfence();
     if (atomicAdd(a.sync, 1u) == gridDim.x - 1) {
-      for (int32_t h = 0; h < a.num_kv_heads; ++h) atomicExch(a.sync + 2 + h, 0u);
       atomicAdd(a.sync + 1, 1u);
       atomicExch(a.sync, 0u);
     }
@@ -613,7 +611,7 @@ PersistentExchange persistent_exchange(int32_t hidden, int32_t ffn, int32_t num_
   e.attn = e.qkv + 2 * nqkv * 8;
   e.act = e.attn + 2 * (qd / 2) * 8;
   e.partial = e.act + 2 * (int64_t{ffn} / 2) * 8;
-  e.bytes = e.partial + 2 * int64_t{num_heads} * splits * (head_dim + 2) * 4;
+  e.bytes = e.partial + 2 * int64_t{num_heads} * splits * (head_dim + 2) * 8;
   return e;
 }
 

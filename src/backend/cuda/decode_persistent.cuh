@@ -26,8 +26,8 @@
 //   attn   CTA (kv head h, split s) of num_kv_heads x splits (splits of >= 32 keys): RoPE of
 //          the group's queries and, in the split holding the new token, of its key, whose K/V it
 //          writes into the paged cache; online softmax over its keys; (max, sum, output) to a
-//          workspace; the last split of a head to finish (a counter) merges the splits into
-//          attn (bf16 pairs). The layer's K/V rows are asked of L2 at the start of the layer.
+//          workspace (exchange words); split 0 of each head merges the splits as they arrive
+//          into attn (bf16 pairs). The layer's K/V rows are asked of L2 at the start of the layer.
 //   o      attn into shared memory; its rows of W_o, added into x (the residual stream)
 //   gate   RMSNorm(x); its outputs n of W_gate_up (gate row n and up row ffn + n) ->
 //          act[n] = silu(gate) * up (bf16 pairs: a CTA's share of n is even)
@@ -91,17 +91,16 @@ struct PersistentExchange {
   int64_t qkv = 0;      // u64 [2][q_dim + 2 kv_dim]: f32, bias added
   int64_t attn = 0;     // u64 [2][q_dim / 2]: bf16 pairs
   int64_t act = 0;      // u64 [2][ffn / 2]: bf16 pairs, silu(gate) * up
-  int64_t partial = 0;  // f32 [2][num_heads][splits][head_dim + 2]: attention splits (o, max, sum)
+  int64_t partial = 0;  // u64 [2][num_heads][splits][head_dim + 2]: the splits' (o, max, sum)
   int64_t bytes = 0;
 };
 PersistentExchange persistent_exchange(int32_t hidden, int32_t ffn, int32_t num_heads,
                                        int32_t num_kv_heads, int32_t head_dim, int32_t splits);
 
-// Words of the synchronisation buffer: the exit counter, the launch count (the tags' base) and
-// one merge counter per KV head. Zero when allocated; a launch leaves all but the launch count
-// zero.
+// Words of the synchronisation buffer: the exit counter and the launch count (the tags' base).
+// Zero when allocated; a launch leaves the exit counter zero.
 constexpr int32_t kPersistentMaxKvHeads = 128;
-constexpr int32_t kPersistentSyncWords = 2 + kPersistentMaxKvHeads;
+constexpr int32_t kPersistentSyncWords = 2;
 
 struct PersistentDecodeArgs {
   int32_t num_layers = 0, hidden = 0, ffn = 0, num_heads = 0, num_kv_heads = 0, head_dim = 0;

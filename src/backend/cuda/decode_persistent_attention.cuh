@@ -92,8 +92,8 @@ __device__ __forceinline__ void prefetch_kv(const PersistentDecodeArgs& a,
 // kPersistentDiagNoSync).
 struct AttentionIo {
   const uint64_t* qkv;
-  float* partial;  // [num_heads][splits][D + 2]
-  uint64_t* out;   // [q_dim / 2]
+  uint64_t* partial;  // [num_heads][splits][D + 2] f32 words: o, then max and sum
+  uint64_t* out;      // [q_dim / 2]
   uint32_t qkv_tag, attn_tag;
   bool check;
 };
@@ -108,7 +108,7 @@ __device__ __forceinline__ void store_attention(const float* out_s, int32_t h, i
 
 template <int D, int GM>
 __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext& ctx, int32_t layer,
-                          int32_t splits, char* scratch, int* flag, const AttentionIo& io) {
+                          int32_t splits, char* scratch, const AttentionIo& io) {
   constexpr int DPL = D / 32;  // dims a lane holds
   const int32_t KH = a.num_kv_heads, G = a.num_heads / KH;
   const int32_t pos = ctx.pos;
@@ -254,7 +254,7 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
     }
   }
   consumer_sync();
-  float* ws = io.partial;
+  uint64_t* ws = io.partial;
   float* out_s = q_s;  // the queries are in registers by now: [G][D] f32, the outputs
   for (int32_t i = threadIdx.x; i < G * D; i += kConsumers) {
     const int32_t g = i / D, d = i % D;
@@ -273,11 +273,11 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
       out_s[i] = o / sum;
       continue;
     }
-    float* dst = ws + (int64_t{h * G + g} * splits + s) * (D + 2);
-    dst[d] = o;
+    uint64_t* dst = ws + (int64_t{h * G + g} * splits + s) * (D + 2);
+    ll_store(dst + d, __float_as_uint(o), io.attn_tag);
     if (d == 0) {
-      dst[D] = mx;
-      dst[D + 1] = sum;
+      ll_store(dst + D, __float_as_uint(mx), io.attn_tag);
+      ll_store(dst + D + 1, __float_as_uint(sum), io.attn_tag);
     }
   }
   consumer_sync();
@@ -285,33 +285,43 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
     store_attention<D>(out_s, h, G, io);
     return;
   }
-  // The counter only grows within a launch (the last CTA out zeroes it): the last split of this
-  // layer is the one that brings it to (layer + 1) * used.
-  unsigned* counter = a.sync + 2 + h;
-  if (threadIdx.x == 0) {
-    __threadfence();  // cumulative: the whole CTA's partial, ordered by the CTA barrier above
-    *flag = atomicAdd(counter, 1u) == static_cast<unsigned>((layer + 1) * used - 1);
-    __threadfence();
+  if (s != 0) return;
+  // Split 0 merges the head's splits as their partials arrive (exchange words: no fence, no
+  // counter). First each split's (max, sum) into shared memory ([G][used][2], over the warp
+  // partials, which are done with), then each output over the splits, kBatch loads in flight.
+  float* ml_s = part;
+  for (int32_t i = threadIdx.x; i < G * used; i += kConsumers) {
+    const int32_t g = i / used, t = i % used;
+    const uint64_t* src = ws + (int64_t{h * G + g} * splits + t) * (D + 2);
+    const uint64_t* const ps[2] = {src + D, src + D + 1};
+    uint64_t v[2];
+    ll_wait<2>(ps, io.attn_tag, io.check, v);
+    ml_s[i * 2] = ll_f32(v[0]);
+    ml_s[i * 2 + 1] = ll_f32(v[1]);
   }
   consumer_sync();
-  if (!*flag) return;
-  // The last split of head h to finish merges all of them, in one pass with a running maximum
-  // (each split's loads independent of the others').
+  constexpr int kBatch = 4;
   for (int32_t i = threadIdx.x; i < G * D; i += kConsumers) {
     const int32_t g = i / D, d = i % D;
-    const float* src = ws + int64_t{h * G + g} * splits * (D + 2);
-    float mx = -INFINITY, o = 0.0f, sum = 0.0f;
-#pragma unroll 4
-    for (int32_t t = 0; t < used; ++t) {
-      const float mt = __ldcg(src + t * (D + 2) + D);
-      const float lt = __ldcg(src + t * (D + 2) + D + 1);
-      const float at = __ldcg(src + t * (D + 2) + d);
-      if (mt == -INFINITY) continue;
-      const float m_new = fmaxf(mx, mt);
-      const float c_old = exp2f(mx - m_new), c_t = exp2f(mt - m_new);
-      o = o * c_old + at * c_t;
-      sum = sum * c_old + lt * c_t;
-      mx = m_new;
+    const float* mlg = ml_s + g * used * 2;
+    float mx = -INFINITY;
+    for (int32_t t = 0; t < used; ++t) mx = fmaxf(mx, mlg[t * 2]);
+    float o = 0.0f, sum = 0.0f;
+    for (int32_t t0 = 0; t0 < used; t0 += kBatch) {
+      const uint64_t* ps[kBatch];
+#pragma unroll
+      for (int j = 0; j < kBatch; ++j)
+        ps[j] = ws + (int64_t{h * G + g} * splits + min(t0 + j, used - 1)) * (D + 2) + d;
+      uint64_t v[kBatch];
+      ll_wait<kBatch>(ps, io.attn_tag, io.check, v);
+#pragma unroll
+      for (int j = 0; j < kBatch; ++j) {
+        const int32_t t = t0 + j;
+        if (t >= used || mlg[t * 2] == -INFINITY) continue;
+        const float f = exp2f(mlg[t * 2] - mx);
+        o += ll_f32(v[j]) * f;
+        sum += mlg[t * 2 + 1] * f;
+      }
     }
     out_s[i] = o / sum;
   }
