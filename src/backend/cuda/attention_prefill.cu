@@ -53,23 +53,6 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
-// ldmatrix .x4: lanes 8i..8i+7 give the addresses of rows 0..7 of 8x8 matrix i (16 bytes each);
-// register r[i] of lane L receives matrix i's elements (row L/4, cols 2(L%4), 2(L%4)+1), the
-// lower column in the low half. With .trans, r[i] receives (row 2(L%4), col L/4) and
-// (row 2(L%4)+1, col L/4): the transpose's fragment.
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const bf16* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p))
-               : "memory");
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const bf16* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p))
-               : "memory");
-}
-
 // ---- Staging K/V blocks. ----
 
 // Where one (sequence, layer, KV head)'s rows are: key k is in block table[k / block_size] at

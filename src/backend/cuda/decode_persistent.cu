@@ -293,10 +293,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       const AttentionIo io{qkv_ll(layer),
                            reinterpret_cast<uint64_t*>(ws + ex.partial) +
                                int64_t{layer % 2} * a.num_heads * shape.splits * (D + 2),
-                           attn_ll(layer),
-                           tag(layer, 0),
-                           tag(layer, 1),
-                           check};
+                           attn_ll(layer), tag(layer, 0), tag(layer, 1)};
       attention<D, GM>(a, ctx, layer, shape.splits, smem + lay.scratch, io);
     }
     mark(layer, 3);

@@ -83,19 +83,13 @@ __device__ __forceinline__ void prefetch_kv(const PersistentDecodeArgs& a,
   }
 }
 
-// The attention phase of CTA (kv head h, split s); see the file comment of the .cuh. The context
-// is cut into as many splits as give each at least kMinKeysPerSplit keys (at most `splits`);
-// with one split the CTA writes the output itself. GM: the most query heads per KV head the
-// instance takes (its registers).
 // Where a layer's attention reads and writes: the QKV phase's output (tag qkv_tag), the splits'
-// partials and the output pairs (written with tag attn_tag). check: wait for the tags (false for
-// kPersistentDiagNoSync).
+// partials and the output pairs (written with tag attn_tag).
 struct AttentionIo {
   const uint64_t* qkv;
   uint64_t* partial;  // [num_heads][splits][D + 2] f32 words: o, then max and sum
   uint64_t* out;      // [q_dim / 2]
   uint32_t qkv_tag, attn_tag;
-  bool check;
 };
 
 // Rows [0, G * D) of out_s (f32, this CTA's heads' outputs) as bf16 pairs into io.out.
@@ -106,6 +100,10 @@ __device__ __forceinline__ void store_attention(const float* out_s, int32_t h, i
     ll_store(io.out + h * G * D / 2 + i, pack_bf16(out_s[2 * i], out_s[2 * i + 1]), io.attn_tag);
 }
 
+// The attention phase of CTA (kv head h, split s); see the file comment of the .cuh. The context
+// is cut into as many splits as give each at least kMinKeysPerSplit keys (at most `splits`);
+// with one split the CTA writes the output itself. GM: the most query heads per KV head the
+// instance takes (its registers).
 template <int D, int GM>
 __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext& ctx, int32_t layer,
                           int32_t splits, char* scratch, const AttentionIo& io) {
@@ -129,7 +127,7 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
     i1 = a.neox ? p + half : 2 * p + 1;
     const uint64_t* const ps[2] = {v + i0, v + i1};
     uint64_t xv[2];
-    ll_wait<2>(ps, io.qkv_tag, io.check, xv);
+    ll_wait<2>(ps, io.qkv_tag, true, xv);
     float sn, cs;
     sincosf(static_cast<float>(pos) * __ldg(a.inv_freq + p), &sn, &cs);
     const float x0 = ll_f32(xv[0]), x1 = ll_f32(xv[1]);
@@ -160,7 +158,7 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
       k_row[i1] = __float2bfloat16(y1);
     }
     for (int32_t d = threadIdx.x; d < D; d += kConsumers)
-      v_row[d] = __float2bfloat16(ll_wait_f32(io.qkv + QD + KVD + h * D + d, io.qkv_tag, io.check));
+      v_row[d] = __float2bfloat16(ll_wait_f32(io.qkv + QD + KVD + h * D + d, io.qkv_tag, true));
   }
   consumer_sync();
 
@@ -295,7 +293,7 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
     const uint64_t* src = ws + (int64_t{h * G + g} * splits + t) * (D + 2);
     const uint64_t* const ps[2] = {src + D, src + D + 1};
     uint64_t v[2];
-    ll_wait<2>(ps, io.attn_tag, io.check, v);
+    ll_wait<2>(ps, io.attn_tag, true, v);
     ml_s[i * 2] = ll_f32(v[0]);
     ml_s[i * 2 + 1] = ll_f32(v[1]);
   }
@@ -313,7 +311,7 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
       for (int j = 0; j < kBatch; ++j)
         ps[j] = ws + (int64_t{h * G + g} * splits + min(t0 + j, used - 1)) * (D + 2) + d;
       uint64_t v[kBatch];
-      ll_wait<kBatch>(ps, io.attn_tag, io.check, v);
+      ll_wait<kBatch>(ps, io.attn_tag, true, v);
 #pragma unroll
       for (int j = 0; j < kBatch; ++j) {
         const int32_t t = t0 + j;

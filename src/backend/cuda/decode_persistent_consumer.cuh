@@ -59,12 +59,6 @@ __device__ __forceinline__ void flush(RowSum& rs, float* acc_warp) {
   for (int i = 0; i < 4; ++i) rs.d1[i] = rs.d2[i] = 0.0f;
 }
 
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_u32(p)));
-}
-
 // The dot product of a warp's 4 KB of one row (w, lane's address: + 16 * lane) with x (the
 // matching 2048 values, lane's address + 8 * lane), on the tensor cores: each 512-byte slice is
 // an m16n8k16 A operand whose row i (16 of them) holds elements {i * 8 + j, 128 + i * 8 + j},
