@@ -10,7 +10,8 @@
 // --mlp fused|cublas|gemvdown|auto (that MLP's products), --gemv cuda|tensor|auto (the small-batch
 // product kernel), --no-preload (its first weights
 // loaded after the wait for the previous kernel, not before), --no-persistent (one-token steps
-// layer by layer, not in the persistent decode kernel),
+// layer by layer, not in the persistent decode kernel), --no-persistent-logits (its output layer
+// in a kernel of its own after it),
 // --kv-cache-dtype bf16|fp8|int8,
 // --vocab N (another vocabulary size, e.g. 49152 to match a peer's model file), --only-batch N
 // (the decode sweep at batch N only, for a profiler).
@@ -134,6 +135,8 @@ int main(int argc, char** argv) {
       o.pdl = false;
     } else if (a == "--no-persistent") {
       o.persistent_decode = false;
+    } else if (a == "--no-persistent-logits") {
+      o.persistent_logits = false;
     } else if (a == "--gemv" && i + 1 < argc) {  // cuda | tensor | auto
       const std::string k = argv[++i];
       loom::cuda::set_gemv_kernel(k == "cuda"     ? loom::cuda::GemvKernel::kCudaCores
@@ -182,6 +185,7 @@ int main(int argc, char** argv) {
                            {"fused_small_batch", o.fused_small_batch},
                            {"pdl", o.pdl},
                            {"persistent_decode", o.persistent_decode},
+                           {"persistent_logits", o.persistent_logits},
                            {"fuse_norm", static_cast<int>(o.fuse_norm)},
                            {"small_batch_mlp", static_cast<int>(o.small_batch_mlp)},
                            {"gemv_kernel", static_cast<int>(loom::cuda::gemv_kernel_choice())},

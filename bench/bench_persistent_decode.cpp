@@ -1,12 +1,14 @@
 // The persistent decode kernel (decode_persistent.cuh) alone, on random weights of a model shape:
-// time per launch (every layer of one token, without the embedding, the output layer and
-// sampling) against the layers' weight bytes over the device copy rate; with --trace, where the
+// time per launch (every layer of one token, and with --vocab N the output layer of N rows as
+// its last phase; without the embedding and sampling) against those weight bytes over the
+// device copy rate; with --trace, where the
 // time goes: each phase of a layer (mean over layers and CTAs, and the span from the first CTA's
 // start to the last CTA's end), and how long consumers waited for weights to land and the
 // producer for free stages.
 //
 //   build*/bench/bench_persistent_decode [llama-3.2-1b|llama-3.1-8b|config.json] [out.json]
-//       [--context N (keys attended, default 256)] [--stages N (cap the ring)] [--trace]
+//       [--context N (keys attended, default 256)] [--vocab N (default 0: no output layer)]
+//       [--stages N (cap the ring)] [--trace]
 //       [--diag D,D,...] (experiments, after the main figure: the launch time with each set of
 //       diag bits D, see PersistentDecodeArgs)
 #include <cstdio>
@@ -50,7 +52,7 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   std::string source = "llama-3.2-1b", out_path;
-  int32_t context = 256;
+  int32_t context = 256, vocab = 0;
   bool trace = false;
   int32_t max_stages = 0;
   std::string diags;  // --diag
@@ -59,6 +61,8 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--context" && i + 1 < argc) {
       context = std::max(1, std::atoi(argv[++i]));
+    } else if (a == "--vocab" && i + 1 < argc) {
+      vocab = std::max(0, std::atoi(argv[++i]));
     } else if (a == "--stages" && i + 1 < argc) {
       max_stages = std::atoi(argv[++i]);
     } else if (a == "--diag" && i + 1 < argc) {
@@ -117,7 +121,8 @@ int main(int argc, char** argv) {
     w.attn_norm = vec(H);
     w.ffn_norm = vec(H);
   }
-  const double weight_bytes = 2.0 * L * ((QD + 2 * KVD) * H + H * QD + 3 * F * H);
+  const double weight_bytes =
+      2.0 * L * ((QD + 2 * KVD) * H + H * QD + 3 * F * H) + 2.0 * static_cast<double>(vocab) * H;
 
   loom::cuda::PersistentDecodeArgs a;
   a.num_layers = static_cast<int32_t>(L);
@@ -157,6 +162,12 @@ int main(int argc, char** argv) {
   float* d_freq = device_alloc<float>(c.head_dim / 2);
   LOOM_CUDA_CHECK(cudaMemcpy(d_freq, inv_freq.data(), inv_freq.size() * 4, cudaMemcpyHostToDevice));
   a.inv_freq = d_freq;
+  if (vocab > 0) {
+    a.lm_head = matrix(vocab, H);
+    a.output_norm = vec(H);
+    a.vocab = vocab;
+    a.logits = device_alloc<float>(vocab);
+  }
   a.workspace = device_alloc<uint8_t>(plan.workspace_bytes);
   LOOM_CUDA_CHECK(cudaMemset(a.workspace, 0, plan.workspace_bytes));
   a.sync = device_alloc<unsigned>(loom::cuda::kPersistentSyncWords);
@@ -185,8 +196,10 @@ int main(int argc, char** argv) {
   };
   const double launch_ms = time_launches();
   const double floor_ms = weight_bytes / copy_bw * 1e3;
-  std::printf("persistent decode, %s: %lld layers, %.2f GB of layer weights, context %d\n",
-              source.c_str(), static_cast<long long>(L), weight_bytes / 1e9, context);
+  std::printf("persistent decode, %s: %lld layers%s, %.2f GB of weights, context %d\n",
+              source.c_str(), static_cast<long long>(L),
+              vocab > 0 ? (" + an output layer of " + std::to_string(vocab) + " rows").c_str() : "",
+              weight_bytes / 1e9, context);
   std::printf("plan: %d CTAs, %d stages of %d KB, %d attention splits, %zu B shared memory\n",
               plan.grid, plan.stages, loom::cuda::kPersistentStageBytes / 1024, plan.attn_splits,
               plan.smem_bytes);
@@ -195,6 +208,7 @@ int main(int argc, char** argv) {
       "%.0f%%\n",
       launch_ms, kLaunches, floor_ms, copy_bw / 1e9, 100.0 * floor_ms / launch_ms);
   nlohmann::json j = {{"model", source},
+                      {"vocab", vocab},
                       {"context", context},
                       {"layers", L},
                       {"weight_bytes", weight_bytes},

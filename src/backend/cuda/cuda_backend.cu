@@ -400,8 +400,15 @@ void CudaBackend::launch_layers(const StepInputs& in) {
     p.cache = cache_shape_;
     p.workspace = persistent_ws_;
     p.sync = persistent_sync_;
+    const bool fused_logits = R > 0 && options_.persistent_logits;
+    if (fused_logits) {  // the output layer as the kernel's last phase: logits_ row 0
+      p.lm_head = lm_head_;
+      p.output_norm = output_norm_;
+      p.vocab = c.vocab_size;
+      p.logits = logits_.ptr;
+    }
     launch_persistent_decode(p, persistent_plan_, stream_);
-    if (R == 0) return;
+    if (R == 0 || fused_logits) return;
     launch_add_rmsnorm(x_.ptr, nullptr, in.rows, output_norm_, R, H, c.rms_norm_eps, rows_h_.ptr,
                        stream_);
     gemm_->run(rows_h_.ptr, R, H, lm_head_, c.vocab_size, logits_.ptr, true, stream_);

@@ -58,6 +58,8 @@ struct CudaBackendOptions {
   // the weights without a gap between matrices (decode_persistent.cuh), where the model and the
   // GPU allow it (Hopper, bf16 cache, head_dim 64 / 128, widths multiples of 256).
   bool persistent_decode = true;
+  // ... with the output layer as its last phase (else a norm kernel and a cuBLAS product after).
+  bool persistent_logits = true;
 };
 
 // Whether the build has CUDA and a usable GPU is present.

@@ -54,7 +54,30 @@ __device__ __forceinline__ int32_t share_begin(int32_t n, int32_t cta) {
   return static_cast<int32_t>(int64_t{n} * cta / gridDim.x);
 }
 
-enum Phase { kQkv = 0, kO = 1, kGateUp = 2, kDown = 3 };
+enum Phase { kQkv = 0, kO = 1, kGateUp = 2, kDown = 3, kLogits = 4 };
+
+// Rows of the output layer a chunk of the logits phase: at most acc_rows (the row sums' room), a
+// whole number of stages where rows are smaller than a stage.
+__device__ __forceinline__ int32_t logits_chunk_rows(const PersistentDecodeArgs& a,
+                                                     int32_t acc_rows) {
+  const int32_t per_stage = max(1, kStageBytes / (a.hidden * 2));
+  return max(1, acc_rows / per_stage) * per_stage;
+}
+
+// Chunk `c` of this CTA's rows of the output layer: false past the last one. rows: [*r0, *r1).
+__device__ __forceinline__ bool logits_chunk(const PersistentDecodeArgs& a, int32_t acc_rows,
+                                             int32_t c, Segment* seg, int32_t* r0, int32_t* r1) {
+  const int32_t begin = share_begin(a.vocab, blockIdx.x),
+                end = share_begin(a.vocab, blockIdx.x + 1);
+  const int32_t rows = logits_chunk_rows(a, acc_rows);
+  *r0 = begin + c * rows;
+  if (*r0 >= end) return false;
+  *r1 = min(end, *r0 + rows);
+  const int32_t in = a.hidden;
+  *seg = Segment{reinterpret_cast<const char*>(a.lm_head + int64_t{*r0} * in), (*r1 - *r0) * in * 2,
+                 in * 2, 0};
+  return true;
+}
 
 // The segments of a weight phase for this CTA (both the producer and the consumers walk them);
 // returns how many (1 or 2). rows: the CTA's output rows [*r0, *r1).
@@ -95,7 +118,8 @@ __device__ __forceinline__ int phase_segments(const PersistentDecodeArgs& a,
 // Walks a CTA's weight stream stage by stage: layers, their weight phases, the phases'
 // segments, kStageBytes at a time (the order the consumers take them in).
 struct StreamCursor {
-  int32_t layer = 0;
+  int32_t acc_rows;   // KernelShape::acc_rows (the logits phase's chunks)
+  int32_t layer = 0;  // num_layers: the output layer (a.logits set), its chunk `phase`
   int phase = kQkv;
   int i = 0, nseg = -1;  // segment; -1: the phase's segments not computed yet
   int32_t off = 0;
@@ -103,10 +127,16 @@ struct StreamCursor {
 
   __device__ __forceinline__ bool next(const PersistentDecodeArgs& a, const char** src,
                                        uint32_t* bytes) {
-    while (layer < a.num_layers) {
+    while (layer < a.num_layers + (a.logits != nullptr)) {
       if (nseg < 0) {
         int32_t r0, r1;
-        nseg = phase_segments(a, a.layers[layer], phase, seg, &r0, &r1);
+        if (layer < a.num_layers) {
+          nseg = phase_segments(a, a.layers[layer], phase, seg, &r0, &r1);
+        } else if (!logits_chunk(a, acc_rows, phase, seg, &r0, &r1)) {
+          return false;
+        } else {
+          nseg = 1;
+        }
         i = 0;
         off = 0;
       }
@@ -122,7 +152,7 @@ struct StreamCursor {
         continue;
       }
       nseg = -1;
-      if (++phase > kDown) {
+      if (++phase > kDown && layer < a.num_layers) {
         phase = kQkv;
         ++layer;
       }
@@ -164,6 +194,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (warp == kConsumerWarps) {  // the producer: every weight byte of this CTA, in order
     if (lane != 0) return;
     StreamCursor cursor;
+    cursor.acc_rows = shape.acc_rows;
     const char* src;
     uint32_t bytes;
     uint32_t slot = 0, parity = 0;
@@ -240,22 +271,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     return tag_base + static_cast<uint32_t>(l * 5 + phase);
   };
   const bool check = !(a.diag & kPersistentDiagNoSync);
-  // A weight phase up to its epilogue: its input into shared memory (RMSNorm of x with norm_w, or
-  // the bf16 pairs `in`), the products of its stages into the warps' row sums; returns with this
-  // CTA's output rows in [r0, r1).
-  auto products = [&](const PersistentLayer& w, int phase, const float* norm_w, const float* x_f32,
-                      const uint64_t* in, int32_t in_size, uint32_t in_tag) {
-    const int nseg = phase_segments(a, w, phase, seg, &r0, &r1);
-    consumer_sync();  // every warp is done with the last epilogue's row sums and the scratch
-    zero_acc();
-    if (norm_w)
-      // (Fewer registers for the norm where the attention takes 8 query heads a KV head.)
-      norm_to_shared<GM == 8 ? 8 : 16>(x_f32, in, in_tag, check, norm_w, H, a.eps, x_s, red);
-    else
-      pairs_to_shared(in, in_size / 2, in_tag, check, x_s);
-    consumer_sync();
-    consume_phase(ring, seg, nseg, x_s, acc_warp);
-  };
   // This CTA's rows of x (the O and down phases' output rows, the same share of H both times)
   // stay in shared memory, so their residual adds read nothing from global memory.
   float* own = reinterpret_cast<float*>(smem + lay.own);
@@ -273,53 +288,94 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (last) a.x[r0 + i] = v;
     }
   };
-  for (int32_t layer = 0; layer < a.num_layers; ++layer) {
-    const PersistentLayer& w = a.layers[layer];
-    const bool last = layer + 1 == a.num_layers;
-    mark(layer, 0);
-    prefetch_kv(a, ctx, layer, shape.splits);
-    if (layer == 0)
-      products(w, kQkv, w.attn_norm, a.x, nullptr, 0, 0);
-    else
-      products(w, kQkv, w.attn_norm, nullptr, x_ll(layer - 1, 1), 0, tag(layer - 1, 4));
-    mark(layer, 1);
-    consumer_sync();
-    for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers)
-      ll_store(qkv_ll(layer) + r0 + i,
-               __float_as_uint(row_sum(i) + (w.qkv_bias ? w.qkv_bias[r0 + i] : 0.0f)),
-               tag(layer, 0));
-    mark(layer, 2);
-    if (check) {
-      const AttentionIo io{qkv_ll(layer),
-                           reinterpret_cast<uint64_t*>(ws + ex.partial) +
-                               int64_t{layer % 2} * a.num_heads * shape.splits * (D + 2),
-                           attn_ll(layer), tag(layer, 0), tag(layer, 1)};
-      attention<D, GM>(a, ctx, layer, shape.splits, smem + lay.scratch, io);
-    }
-    mark(layer, 3);
-    products(w, kO, nullptr, nullptr, attn_ll(layer), QD, tag(layer, 1));
-    mark(layer, 4);
-    consumer_sync();
-    add_to_residual(x_ll(layer, 0), tag(layer, 2), false);
-    mark(layer, 5);
-    products(w, kGateUp, w.ffn_norm, nullptr, x_ll(layer, 0), 0, tag(layer, 2));
-    mark(layer, 6);
-    consumer_sync();
-    // Outputs in pairs (a CTA's share of ffn is even): act[r0 + 2i], act[r0 + 2i + 1].
-    for (int32_t i = threadIdx.x; i < (r1 - r0) / 2; i += kConsumers) {
-      float y[2];
-#pragma unroll
-      for (int k = 0; k < 2; ++k) {
-        const float g = row_sum(2 * i + k), u = row_sum(r1 - r0 + 2 * i + k);
-        y[k] = g / (1.0f + __expf(-g)) * u;
+  // One weight phase an iteration: the layers' QKV, O, gate/up and down, then (a.logits set) the
+  // output layer's chunks. Each has a prologue (its input into shared memory: the RMSNorm of x,
+  // or a vector of bf16 pairs), the products of its stages into the warps' row sums, and an
+  // epilogue (the phase's outputs; after QKV, the attention). One loop with one products site:
+  // the products' loop is the kernel's largest code, and a copy of it per phase took registers
+  // and instruction cache from the others (H200, layers alone, context 256: four copies 0.761 /
+  // 3.95 ms (1B / 8B), five with the output layer's 0.80 / 3.97, one 0.747 / 3.815).
+  const int32_t L = a.num_layers;
+  for (int32_t step = 0;; ++step) {
+    const int32_t layer = min(step / 4, L);  // L: the output layer
+    const int phase = layer < L ? step % 4 : kLogits;
+    const int32_t chunk = step - 4 * L;  // the output layer's chunk
+    const PersistentLayer* w = layer < L ? &a.layers[layer] : nullptr;
+    int nseg = 1;
+    if (layer < L) {
+      nseg = phase_segments(a, *w, phase, seg, &r0, &r1);
+      if (phase == kQkv) {
+        mark(layer, 0);
+        prefetch_kv(a, ctx, layer, shape.splits);
       }
-      ll_store(act_ll(layer) + r0 / 2 + i, pack_bf16(y[0], y[1]), tag(layer, 3));
+      if (phase == kGateUp) mark(layer, 5);
+      if (phase == kDown) mark(layer, 7);
+    } else if (!a.logits || !logits_chunk(a, stride, chunk, seg, &r0, &r1)) {
+      break;
     }
-    mark(layer, 7);
-    products(w, kDown, nullptr, nullptr, act_ll(layer), F, tag(layer, 3));
-    mark(layer, 8);
+    consumer_sync();  // every warp is done with the last epilogue's row sums and the scratch
+    zero_acc();
+    // The input: the RMSNorm of x (QKV and gate/up: x from the previous phase's exchange words,
+    // or a.x for the first layer; the output layer's first chunk), or bf16 pairs (O and down).
+    if (phase == kQkv || phase == kGateUp || (phase == kLogits && chunk == 0)) {
+      const float* norm_w = phase == kQkv      ? w->attn_norm
+                            : phase == kGateUp ? w->ffn_norm
+                                               : a.output_norm;
+      const uint64_t* x_in = phase == kQkv      ? (layer > 0 ? x_ll(layer - 1, 1) : nullptr)
+                             : phase == kGateUp ? x_ll(layer, 0)
+                                                : x_ll(L - 1, 1);
+      const uint32_t x_tag = phase == kQkv      ? (layer > 0 ? tag(layer - 1, 4) : 0)
+                             : phase == kGateUp ? tag(layer, 2)
+                                                : tag(L - 1, 4);
+      // (Fewer registers for the norm where the attention takes 8 query heads a KV head.)
+      norm_to_shared<GM == 8 ? 8 : 16>(x_in ? nullptr : a.x, x_in, x_tag, check, norm_w, H, a.eps,
+                                       x_s, red);
+    } else if (phase == kO || phase == kDown) {
+      pairs_to_shared(phase == kO ? attn_ll(layer) : act_ll(layer), phase == kO ? QD / 2 : F / 2,
+                      phase == kO ? tag(layer, 1) : tag(layer, 3), check, x_s);
+    }
     consumer_sync();
-    add_to_residual(x_ll(layer, 1), tag(layer, 4), last);
+    consume_phase(ring, seg, nseg, x_s, acc_warp);
+    if (layer < L) mark(layer, phase == kQkv ? 1 : phase == kO ? 4 : phase == kGateUp ? 6 : 8);
+    consumer_sync();
+    switch (phase) {
+      case kQkv:
+        for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers)
+          ll_store(qkv_ll(layer) + r0 + i,
+                   __float_as_uint(row_sum(i) + (w->qkv_bias ? w->qkv_bias[r0 + i] : 0.0f)),
+                   tag(layer, 0));
+        mark(layer, 2);
+        if (check) {
+          const AttentionIo io{qkv_ll(layer),
+                               reinterpret_cast<uint64_t*>(ws + ex.partial) +
+                                   int64_t{layer % 2} * a.num_heads * shape.splits * (D + 2),
+                               attn_ll(layer), tag(layer, 0), tag(layer, 1)};
+          attention<D, GM>(a, ctx, layer, shape.splits, smem + lay.scratch, io);
+        }
+        mark(layer, 3);
+        break;
+      case kO:
+        add_to_residual(x_ll(layer, 0), tag(layer, 2), false);
+        break;
+      case kGateUp:
+        // Outputs in pairs (a CTA's share of ffn is even): act[r0 + 2i], act[r0 + 2i + 1].
+        for (int32_t i = threadIdx.x; i < (r1 - r0) / 2; i += kConsumers) {
+          float y[2];
+#pragma unroll
+          for (int k = 0; k < 2; ++k) {
+            const float g = row_sum(2 * i + k), u = row_sum(r1 - r0 + 2 * i + k);
+            y[k] = g / (1.0f + __expf(-g)) * u;
+          }
+          ll_store(act_ll(layer) + r0 / 2 + i, pack_bf16(y[0], y[1]), tag(layer, 3));
+        }
+        break;
+      case kDown:
+        add_to_residual(x_ll(layer, 1), tag(layer, 4), layer + 1 == L);
+        break;
+      default:  // the output layer
+        for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers) a.logits[r0 + i] = row_sum(i);
+        break;
+    }
   }
   if (a.trace && threadIdx.x == 0)
     a.trace[int64_t{gridDim.x} * a.num_layers * kPersistentTraceEvents + 2 * blockIdx.x] =
@@ -416,6 +472,8 @@ void launch_persistent_decode(const PersistentDecodeArgs& a, const PersistentDec
                  a.kv_cache && a.workspace && a.sync,
              "persistent decode: incomplete arguments or no plan");
   LOOM_CHECK(a.cache.dtype == KvCacheDtype::kBf16 && a.head_dim == a.cache.head_dim);
+  LOOM_CHECK(!a.logits || (a.lm_head && a.output_norm && a.vocab > 0),
+             "persistent decode: logits without the output layer");
   KernelShape shape;
   shape.layout =
       make_layout(a.hidden, a.ffn, a.num_heads, a.num_kv_heads, a.head_dim, p.acc_rows, p.stages);

@@ -32,6 +32,11 @@
 //   gate   RMSNorm(x); its outputs n of W_gate_up (gate row n and up row ffn + n) ->
 //          act[n] = silu(gate) * up (bf16 pairs: a CTA's share of n is even)
 //   down   act into shared memory; its rows of W_down, added into x
+// and after the last layer, when the step wants logits:
+//   logits RMSNorm(x) with the output norm; its rows of the output layer -> logits (f32), in
+//          chunks of at most acc_rows rows (the row sums' room); so the output layer streams
+//          right behind the last layer's weights (the ring fills during the last hand-over)
+//          instead of in a kernel of its own with its ramp, its tail and a norm kernel before.
 // A CTA's rows of a matrix are one contiguous byte range (row-major weights), split into stages;
 // consumer warp w takes the w-th 4 KB of each stage as eight 512-byte slices (16 bytes a lane,
 // always inside one row since rows are multiples of 512 bytes) and dots them with x on the tensor
@@ -114,7 +119,12 @@ struct PersistentDecodeArgs {
   const int32_t* block_table = nullptr;     // its sequence's block table (position / block_size
                                             // + 1 entries used)
   const float* inv_freq = nullptr;          // [head_dim / 2]
-  void* kv_cache = nullptr;                 // bf16 pool (kv_cache_format.h)
+  // The output layer, as the kernel's last phase; logits null: none (a chunk without logits).
+  const bf16* lm_head = nullptr;       // [vocab][hidden]
+  const float* output_norm = nullptr;  // [hidden]
+  int32_t vocab = 0;
+  float* logits = nullptr;   // [vocab] f32
+  void* kv_cache = nullptr;  // bf16 pool (kv_cache_format.h)
   KvCacheShape cache;
   void* workspace = nullptr;  // plan.workspace_bytes (PersistentExchange), zeroed once
   unsigned* sync = nullptr;   // kPersistentSyncWords, zeroed once
