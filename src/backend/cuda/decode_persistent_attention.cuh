@@ -177,37 +177,48 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
 #pragma unroll
     for (int d = 0; d < DPL; ++d) acc[g][d] = 0.0f;
   }
+  // The next chunk's K and V are loaded while this one is computed (two chunks' loads in
+  // flight: at long contexts a warp takes many chunks, each an L2 round trip), and kept as bf16
+  // pairs until used (half the registers of floats). Not with 8 query heads a KV head: their
+  // queries and accumulators leave no registers for a second chunk (it spilled).
+  constexpr bool kPipelined = GM <= 4;
   constexpr int kKeys = 4;
-  for (int32_t jb = k0 + warp * kKeys; jb < k1; jb += kConsumerWarps * kKeys) {
-    float kf[kKeys][DPL], vf[kKeys][DPL];
+  constexpr int kWords = DPL / 2;  // 32-bit words (bf16 pairs) of a lane's dims of a row
+  constexpr int32_t kChunkStride = kConsumerWarps * kKeys;
+  uint32_t kn[kKeys][kWords], vn[kKeys][kWords];
+  auto load_chunk = [&](int32_t jb) {
+    if (jb >= k1) return;
 #pragma unroll
     for (int u = 0; u < kKeys; ++u) {
       const int32_t j = min(jb + u, k1 - 1);  // past the end: a repeat, masked below
       const int64_t block = kv_block(a, ctx, j);
       const int32_t in_block = j % c.block_size;
-      const bf16* kr =
-          reinterpret_cast<const bf16*>(cache + c.value_byte_offset(block, layer, 0, h, in_block)) +
-          lane * DPL;
-      const bf16* vr =
-          reinterpret_cast<const bf16*>(cache + c.value_byte_offset(block, layer, 1, h, in_block)) +
-          lane * DPL;
-      if constexpr (DPL == 2) {
-        const unsigned kb = __ldcg(reinterpret_cast<const unsigned*>(kr));
-        const unsigned vb = __ldcg(reinterpret_cast<const unsigned*>(vr));
-        const float2 k2 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&kb));
-        const float2 v2 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&vb));
-        kf[u][0] = k2.x, kf[u][1] = k2.y, vf[u][0] = v2.x, vf[u][1] = v2.y;
+      const uint8_t* kr =
+          cache + c.value_byte_offset(block, layer, 0, h, in_block) + lane * DPL * 2;
+      const uint8_t* vr =
+          cache + c.value_byte_offset(block, layer, 1, h, in_block) + lane * DPL * 2;
+      if constexpr (kWords == 1) {
+        kn[u][0] = __ldcg(reinterpret_cast<const unsigned*>(kr));
+        vn[u][0] = __ldcg(reinterpret_cast<const unsigned*>(vr));
       } else {
         const uint2 kb = __ldcg(reinterpret_cast<const uint2*>(kr));
         const uint2 vb = __ldcg(reinterpret_cast<const uint2*>(vr));
-        const float2 ka = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&kb.x));
-        const float2 kc = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&kb.y));
-        const float2 va = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&vb.x));
-        const float2 vc = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&vb.y));
-        kf[u][0] = ka.x, kf[u][1] = ka.y, kf[u][2] = kc.x, kf[u][3] = kc.y;
-        vf[u][0] = va.x, vf[u][1] = va.y, vf[u][2] = vc.x, vf[u][3] = vc.y;
+        kn[u][0] = kb.x, kn[u][1] = kb.y, vn[u][0] = vb.x, vn[u][1] = vb.y;
       }
     }
+  };
+  // Dim 2w (low half) and 2w + 1 (high half) of a bf16 pair.
+  auto lo = [](uint32_t w) { return __uint_as_float(w << 16); };
+  auto hi = [](uint32_t w) { return __uint_as_float(w & 0xffff0000u); };
+  if constexpr (kPipelined) load_chunk(k0 + warp * kKeys);
+  for (int32_t jb = k0 + warp * kKeys; jb < k1; jb += kChunkStride) {
+    if constexpr (!kPipelined) load_chunk(jb);
+    uint32_t kc[kKeys][kWords], vc[kKeys][kWords];  // this chunk's (converted where used)
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u)
+#pragma unroll
+      for (int w = 0; w < kWords; ++w) kc[u][w] = kn[u][w], vc[u][w] = vn[u][w];
+    if constexpr (kPipelined) load_chunk(jb + kChunkStride);
 #pragma unroll
     for (int g = 0; g < GM; ++g) {
       if (g >= G) break;
@@ -216,7 +227,10 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
       for (int u = 0; u < kKeys; ++u) {
         sc[u] = 0.0f;
 #pragma unroll
-        for (int d = 0; d < DPL; ++d) sc[u] = fmaf(q[g][d], kf[u][d], sc[u]);
+        for (int w = 0; w < kWords; ++w) {
+          sc[u] = fmaf(q[g][2 * w], lo(kc[u][w]), sc[u]);
+          sc[u] = fmaf(q[g][2 * w + 1], hi(kc[u][w]), sc[u]);
+        }
       }
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1)
@@ -235,7 +249,10 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
         const float p = jb + u < k1 ? exp2f(sc[u] - m_new) : 0.0f;
         l[g] += p;
 #pragma unroll
-        for (int d = 0; d < DPL; ++d) acc[g][d] = fmaf(p, vf[u][d], acc[g][d]);
+        for (int w = 0; w < kWords; ++w) {
+          acc[g][2 * w] = fmaf(p, lo(vc[u][w]), acc[g][2 * w]);
+          acc[g][2 * w + 1] = fmaf(p, hi(vc[u][w]), acc[g][2 * w + 1]);
+        }
       }
       m[g] = m_new;
     }
