@@ -113,6 +113,22 @@ TEST(CudaPersistentDecode, MatchesLayerByLayerKernels) {
   }
 }
 
+// The output layer runs in chunks of at most a CTA's row-sum room: vocabularies of many chunks a
+// CTA, with rows smaller than a ring stage (hidden 512: 32 rows a stage, more than the room) and
+// larger (hidden 1024), against the output layer of the layered path.
+TEST(CudaPersistentDecode, OutputLayerInChunks) {
+  LOOM_REQUIRE_GPU();
+  for (const auto& [shape, vocab] :
+       {std::pair{shapes()[0], 20011}, std::pair{shapes()[1], 33333}}) {
+    ModelConfig c = shape.config;
+    c.vocab_size = vocab;
+    if (!persistent_runs(c)) GTEST_SKIP() << "no persistent kernel on this GPU";
+    auto p = make_backend(c, true), r = make_backend(c, false);
+    ASSERT_TRUE(p && r);
+    compare_decode(*p, *r, 37, 3, std::string(shape.name) + ", vocab " + std::to_string(vocab));
+  }
+}
+
 TEST(CudaPersistentDecode, EagerStepsMatchToo) {
   LOOM_REQUIRE_GPU();
   const ModelConfig c = small_llama_config();

@@ -56,12 +56,12 @@ __device__ __forceinline__ int32_t share_begin(int32_t n, int32_t cta) {
 
 enum Phase { kQkv = 0, kO = 1, kGateUp = 2, kDown = 3, kLogits = 4 };
 
-// Rows of the output layer a chunk of the logits phase: at most acc_rows (the row sums' room), a
-// whole number of stages where rows are smaller than a stage.
+// Rows of the output layer a chunk of the logits phase: at most acc_rows (the row sums' room),
+// rounded down to whole stages where that leaves at least one.
 __device__ __forceinline__ int32_t logits_chunk_rows(const PersistentDecodeArgs& a,
                                                      int32_t acc_rows) {
   const int32_t per_stage = max(1, kStageBytes / (a.hidden * 2));
-  return max(1, acc_rows / per_stage) * per_stage;
+  return acc_rows >= per_stage ? acc_rows / per_stage * per_stage : acc_rows;
 }
 
 // Chunk `c` of this CTA's rows of the output layer: false past the last one. rows: [*r0, *r1).
