@@ -1,5 +1,6 @@
-// Checks shared by the CUDA backend tests of every KV-cache dtype (test_cuda_backend.cpp,
-// test_cuda_kv_quant.cpp), on sequences driven by hand (e2e/model_fixture.h).
+// Set-up and checks shared by the CUDA backend tests (test_cuda_backend.cpp,
+// test_cuda_kv_quant.cpp, test_cuda_overlap.cpp, test_cuda_persistent_decode.cpp), on sequences
+// driven by hand (e2e/model_fixture.h).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,10 +11,30 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
 #include "cuda/cuda_test_util.h"
 #include "e2e/model_fixture.h"
 
 namespace loom::testing {
+
+// The options the backend tests share: blocks of `block_size` tokens, a 64 MiB KV pool, 16 MiB
+// of swap, 256 tokens a step.
+inline CudaBackendOptions test_backend_options(int32_t block_size) {
+  CudaBackendOptions o;
+  o.block_size = block_size;
+  o.kv_cache_bytes = size_t{64} << 20;
+  o.swap_space_bytes = size_t{16} << 20;
+  o.max_num_batched_tokens = 256;
+  return o;
+}
+
+// The CUDA backend on random weights of `c`; null (and a test failure) when it cannot be built.
+inline std::unique_ptr<Backend> dummy_cuda_backend(const ModelConfig& c,
+                                                   const CudaBackendOptions& o) {
+  auto b = create_cuda_backend_dummy(c, o);
+  EXPECT_TRUE(b.ok()) << b.error();
+  return b.ok() ? std::move(b).value() : nullptr;
+}
 
 // A hand-driven sequence over the n blocks from `first` on.
 inline ManualSeq seq(std::vector<TokenId> tokens, BlockId first, int32_t n) {

@@ -25,14 +25,7 @@ namespace {
 constexpr int32_t kBlockSize = 16;
 
 std::unique_ptr<Backend> dummy_backend() {
-  CudaBackendOptions o;
-  o.block_size = kBlockSize;
-  o.kv_cache_bytes = size_t{64} << 20;
-  o.swap_space_bytes = size_t{16} << 20;
-  o.max_num_batched_tokens = 256;
-  auto b = create_cuda_backend_dummy(small_llama_config(), o);
-  EXPECT_TRUE(b.ok()) << b.error();
-  return b.ok() ? std::move(b).value() : nullptr;
+  return dummy_cuda_backend(small_llama_config(), test_backend_options(kBlockSize));
 }
 
 void expect_close(const std::vector<float>& a, const std::vector<float>& b, int32_t vocab,

@@ -423,15 +423,9 @@ TEST(CudaKvQuant, SwapPoolMovesQuantizedBlocksExactly) {
 constexpr int32_t kBlockSize = 16;
 
 std::unique_ptr<Backend> dummy_backend(KvCacheDtype dtype) {
-  CudaBackendOptions o;
-  o.block_size = kBlockSize;
-  o.kv_cache_bytes = size_t{64} << 20;
-  o.swap_space_bytes = size_t{16} << 20;
-  o.max_num_batched_tokens = 256;
+  CudaBackendOptions o = test_backend_options(kBlockSize);
   o.kv_cache_dtype = dtype;
-  auto b = create_cuda_backend_dummy(small_llama_config(), o);
-  EXPECT_TRUE(b.ok()) << b.error();
-  return b.ok() ? std::move(b).value() : nullptr;
+  return dummy_cuda_backend(small_llama_config(), o);
 }
 
 // The backend's pool: its dtype, exact block bytes, and twice the blocks of bf16 in the budget.

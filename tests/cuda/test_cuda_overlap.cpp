@@ -21,6 +21,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/device_sampler.cuh"
 #include "backend/cuda/pending_tokens.cuh"
+#include "cuda/backend_checks.h"
 #include "cuda/cuda_test_util.h"
 #include "e2e/model_fixture.h"
 #include "sample/sampler.h"
@@ -33,16 +34,11 @@ constexpr int32_t kBlocksPerSeq = 8;  // room for 128 tokens a sequence
 constexpr int32_t kSteps = 20;
 
 std::unique_ptr<Backend> dummy_backend(bool graphs) {
-  CudaBackendOptions o;
-  o.block_size = kBlockSize;
-  o.kv_cache_bytes = size_t{64} << 20;
-  o.swap_space_bytes = size_t{16} << 20;
+  CudaBackendOptions o = test_backend_options(kBlockSize);
   o.max_num_batched_tokens = 512;
   o.max_num_seqs = 32;
   o.cuda_graphs = graphs;
-  auto b = create_cuda_backend_dummy(small_llama_config(), o);
-  EXPECT_TRUE(b.ok()) << b.error();
-  return b.ok() ? std::move(b).value() : nullptr;
+  return dummy_cuda_backend(small_llama_config(), o);
 }
 
 // ---------------------------------------------------------------------------------------------

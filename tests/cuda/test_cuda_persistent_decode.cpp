@@ -47,16 +47,12 @@ std::vector<Shape> shapes() {
 }
 
 std::unique_ptr<Backend> make_backend(const ModelConfig& c, bool persistent, bool graphs = true) {
-  CudaBackendOptions o;
-  o.block_size = kBlockSize;
-  o.kv_cache_bytes = size_t{64} << 20;
+  CudaBackendOptions o = test_backend_options(kBlockSize);
   o.swap_space_bytes = size_t{4} << 20;
   o.max_num_batched_tokens = 1200;
   o.persistent_decode = persistent;
   o.cuda_graphs = graphs;
-  auto b = create_cuda_backend_dummy(c, o);
-  EXPECT_TRUE(b.ok()) << b.error();
-  return b.ok() ? std::move(b).value() : nullptr;
+  return dummy_cuda_backend(c, o);
 }
 
 // Skips unless the persistent kernel runs for this shape on this GPU.

@@ -408,10 +408,7 @@ void CudaBackend::launch_layers(const StepInputs& in) {
       p.logits = logits_.ptr;
     }
     launch_persistent_decode(p, persistent_plan_, stream_);
-    if (R == 0 || fused_logits) return;
-    launch_add_rmsnorm(x_.ptr, nullptr, in.rows, output_norm_, R, H, c.rms_norm_eps, rows_h_.ptr,
-                       stream_);
-    gemm_->run(rows_h_.ptr, R, H, lm_head_, c.vocab_size, logits_.ptr, true, stream_);
+    if (R > 0 && !fused_logits) launch_output_layer(in, nullptr);
     return;
   }
   AttentionArgs attn;
@@ -519,10 +516,7 @@ void CudaBackend::launch_layers(const StepInputs& in) {
         launch_gemv(down, stream_);
       }
     }
-    if (R == 0) return;
-    launch_add_rmsnorm(x_.ptr, down_cublas ? delta_.ptr : nullptr, in.rows, output_norm_, R, H,
-                       c.rms_norm_eps, rows_h_.ptr, stream_);
-    gemm_->run(rows_h_.ptr, R, H, lm_head_, c.vocab_size, logits_.ptr, true, stream_);
+    if (R > 0) launch_output_layer(in, down_cublas ? delta_.ptr : nullptr);
     return;
   }
 
@@ -548,9 +542,14 @@ void CudaBackend::launch_layers(const StepInputs& in) {
     launch_swiglu(gate_up_.ptr, T, F, act_.ptr, stream_);
     gemm_->run(act_.ptr, T, F, w.w_down, H, delta_.ptr, true, stream_);
   }
-  if (R == 0) return;
   // The last residual add only for the rows whose logits are wanted.
-  launch_add_rmsnorm(x_.ptr, delta_.ptr, in.rows, output_norm_, R, H, c.rms_norm_eps, rows_h_.ptr,
+  if (R > 0) launch_output_layer(in, delta_.ptr);
+}
+
+void CudaBackend::launch_output_layer(const StepInputs& in, const float* delta) {
+  const ModelConfig& c = config_;
+  const int32_t R = in.R, H = c.hidden_size;
+  launch_add_rmsnorm(x_.ptr, delta, in.rows, output_norm_, R, H, c.rms_norm_eps, rows_h_.ptr,
                      stream_);
   gemm_->run(rows_h_.ptr, R, H, lm_head_, c.vocab_size, logits_.ptr, true, stream_);
 }

@@ -107,6 +107,9 @@ class CudaBackend final : public Backend {
   // and picks the attention split.
   StepInputs stage_inputs(const ForwardBatch& batch, int32_t pad_to, int32_t stride);
   void launch_layers(const StepInputs& in);
+  // The logits rows (in.rows) of x (+ delta, the last residual add not yet made, or null):
+  // the output RMSNorm, then the output layer, into logits_.
+  void launch_output_layer(const StepInputs& in, const float* delta);
   // The persistent kernel's set-up (init) and whether a step takes it.
   void init_persistent_decode();
   bool persistent_step(const StepInputs& in) const;
