@@ -452,8 +452,8 @@ PersistentDecodePlan plan_persistent_decode(int32_t hidden, int32_t ffn, int32_t
   const int32_t smem_max = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
   const int32_t acc_rows = acc_rows_for(hidden, ffn, num_heads, num_kv_heads, head_dim, sms);
   const Layout none = make_layout(hidden, ffn, num_heads, num_kv_heads, head_dim, acc_rows, 0);
-  int32_t stages = std::min(kMaxStages, (smem_max - none.total) / (kStageBytes + 16));
-  if (max_stages > 0) stages = std::min(stages, max_stages);
+  const int32_t fit = std::min(kMaxStages, (smem_max - none.total) / (kStageBytes + 16));
+  const int32_t stages = std::min(fit, max_stages > 0 ? max_stages : kRingStages);
   if (stages < 3) return p;  // too little shared memory to stream ahead
   p.grid = sms;
   p.stages = stages;

@@ -10,7 +10,7 @@
 // one warp of each CTA (the producer) streams the CTA's share of every matrix of every layer, in
 // order, into a ring of 32 KB shared-memory stages with bulk asynchronous copies (cp.async.bulk;
 // per stage a "full" mbarrier completed by the copy and an "empty" one the consumers arrive on),
-// running ahead of the computation by the ring's depth (160-192 KB a CTA, ~5 us of the CTA's
+// running ahead of the computation by the ring's depth (5 stages, 160 KB a CTA, ~5 us of the CTA's
 // share of bandwidth). The eight consumer warps wait for the activations, then take the stages
 // as they land. So the memory system keeps streaming through the waits, the attention and the
 // norms.
@@ -155,7 +155,8 @@ bool persistent_decode_supports(int32_t hidden, int32_t ffn, int32_t num_heads,
                                 std::string* why);
 
 // The launch shape on the current device; grid == 0 when the device cannot run it (before
-// Hopper, or too little shared memory). max_stages > 0 caps the ring (benchmarks).
+// Hopper, or too little shared memory). max_stages > 0: a ring of that many stages (as many as
+// fit, at most) instead of the default (benchmarks).
 PersistentDecodePlan plan_persistent_decode(int32_t hidden, int32_t ffn, int32_t num_heads,
                                             int32_t num_kv_heads, int32_t head_dim,
                                             int32_t max_stages = 0);

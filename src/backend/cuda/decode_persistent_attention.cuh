@@ -121,28 +121,56 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
   uint8_t* cache = static_cast<uint8_t*>(a.kv_cache);
   const KvCacheShape& c = a.cache;
 
-  // RoPE: rotation pair p of head `head` is dims (i0, i1) (rope_kv.cuh's pairing).
-  auto rotate = [&](const uint64_t* v, int32_t p, float& y0, float& y1, int32_t& i0, int32_t& i1) {
+  // RoPE: rotation pair p of a head is dims (i0, i1) (rope_kv.cuh's pairing).
+  auto pair_dims = [&](int32_t p, int32_t& i0, int32_t& i1) {
     i0 = a.neox ? p : 2 * p;
     i1 = a.neox ? p + half : 2 * p + 1;
-    const uint64_t* const ps[2] = {v + i0, v + i1};
-    uint64_t xv[2];
-    ll_wait<2>(ps, io.qkv_tag, true, xv);
+  };
+  auto rotate = [&](int32_t p, float x0, float x1, float& y0, float& y1) {
     float sn, cs;
     sincosf(static_cast<float>(pos) * __ldg(a.inv_freq + p), &sn, &cs);
-    const float x0 = ll_f32(xv[0]), x1 = ll_f32(xv[1]);
     y0 = x0 * cs - x1 * sn;
     y1 = x0 * sn + x1 * cs;
   };
-  for (int32_t i = threadIdx.x; i < G * half; i += kConsumers) {
-    const int32_t g = i / half, p = i % half;
+  // A thread's words of the QKV output, all waited for together (one round trip to L2 on the
+  // attention's critical path instead of one each for the queries, the key and the value): its
+  // query pairs i = threadIdx.x + j * kConsumers (j < kQueryPairs; pair i % half of head
+  // i / half of the group), and in the split that holds the new token the key's pair p =
+  // threadIdx.x and the value's dims 2p, 2p + 1 (p < half).
+  constexpr int kQueryPairs = (GM * D / 2 + kConsumers - 1) / kConsumers;
+  constexpr int kWordsIn = 2 * kQueryPairs + 4;
+  const bool new_token = k0 <= pos && pos < k1;
+  const int32_t tid = threadIdx.x;
+  const bool kv_pair = new_token && tid < half;
+  auto word = [&](int i) -> const uint64_t* {
+    int32_t i0, i1;
+    if (i < 2 * kQueryPairs) {
+      const int32_t q = tid + (i / 2) * kConsumers;
+      if (q >= G * half) return nullptr;
+      pair_dims(q % half, i0, i1);
+      return io.qkv + (h * G + q / half) * D + (i % 2 ? i1 : i0);
+    }
+    if (!kv_pair) return nullptr;
+    const int k = i - 2 * kQueryPairs;  // 0, 1: the key's pair; 2, 3: the value's dims
+    if (k >= 2) return io.qkv + QD + KVD + h * D + 2 * tid + (k - 2);
+    pair_dims(tid, i0, i1);
+    return io.qkv + QD + h * D + (k ? i1 : i0);
+  };
+  uint64_t w[kWordsIn];
+  ll_wait_at<kWordsIn>(word, io.qkv_tag, true, w);
+#pragma unroll
+  for (int j = 0; j < kQueryPairs; ++j) {
+    const int32_t q = tid + j * kConsumers;
+    if (q >= G * half) break;
+    const int32_t g = q / half, p = q % half;
     float y0, y1;
     int32_t i0, i1;
-    rotate(io.qkv + (h * G + g) * D, p, y0, y1, i0, i1);
+    pair_dims(p, i0, i1);
+    rotate(p, ll_f32(w[2 * j]), ll_f32(w[2 * j + 1]), y0, y1);
     q_s[g * D + i0] = y0 * qscale;
     q_s[g * D + i1] = y1 * qscale;
   }
-  if (k0 <= pos && pos < k1) {  // this split holds the new token: write its K and V
+  if (kv_pair) {  // this split holds the new token: write its K and V
     const int64_t slot = ctx.slot;
     const int64_t block = slot / c.block_size;
     const int32_t in_block = static_cast<int32_t>(slot % c.block_size);
@@ -150,15 +178,14 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
         reinterpret_cast<bf16*>(cache + c.value_byte_offset(block, layer, 0, h, in_block));
     bf16* v_row =
         reinterpret_cast<bf16*>(cache + c.value_byte_offset(block, layer, 1, h, in_block));
-    for (int32_t p = threadIdx.x; p < half; p += kConsumers) {
-      float y0, y1;
-      int32_t i0, i1;
-      rotate(io.qkv + QD + h * D, p, y0, y1, i0, i1);
-      k_row[i0] = __float2bfloat16(y0);
-      k_row[i1] = __float2bfloat16(y1);
-    }
-    for (int32_t d = threadIdx.x; d < D; d += kConsumers)
-      v_row[d] = __float2bfloat16(ll_wait_f32(io.qkv + QD + KVD + h * D + d, io.qkv_tag, true));
+    const uint64_t* kv = w + 2 * kQueryPairs;
+    float y0, y1;
+    int32_t i0, i1;
+    pair_dims(tid, i0, i1);
+    rotate(tid, ll_f32(kv[0]), ll_f32(kv[1]), y0, y1);
+    k_row[i0] = __float2bfloat16(y0);
+    k_row[i1] = __float2bfloat16(y1);
+    reinterpret_cast<uint32_t*>(v_row)[tid] = pack_bf16(ll_f32(kv[2]), ll_f32(kv[3]));
   }
   consumer_sync();
 
@@ -295,47 +322,38 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
       ll_store(dst + D + 1, __float_as_uint(sum), io.attn_tag);
     }
   }
-  consumer_sync();
   if (used == 1) {
+    consumer_sync();
     store_attention<D>(out_s, h, G, io);
     return;
   }
   if (s != 0) return;
   // Split 0 merges the head's splits as their partials arrive (exchange words: no fence, no
-  // counter). First each split's (max, sum) into shared memory ([G][used][2], over the warp
-  // partials, which are done with), then each output over the splits, kBatch loads in flight.
-  float* ml_s = part;
-  for (int32_t i = threadIdx.x; i < G * used; i += kConsumers) {
-    const int32_t g = i / used, t = i % used;
-    const uint64_t* src = ws + (int64_t{h * G + g} * splits + t) * (D + 2);
-    const uint64_t* const ps[2] = {src + D, src + D + 1};
-    uint64_t v[2];
-    ll_wait<2>(ps, io.attn_tag, true, v);
-    ml_s[i * 2] = ll_f32(v[0]);
-    ml_s[i * 2 + 1] = ll_f32(v[1]);
-  }
-  consumer_sync();
-  constexpr int kBatch = 4;
+  // counter): each output over the splits, a running (max, sum, output) updated kBatch splits at
+  // a time, the (output, max, sum) words of those splits waited for together (one round trip for
+  // up to kBatch splits; the max and sum words are read by every thread of a head, from L2).
+  // Four splits a round trip with 8 query heads a KV head, whose registers leave no room for 8.
+  constexpr int kBatch = GM <= 4 ? 8 : 4;
   for (int32_t i = threadIdx.x; i < G * D; i += kConsumers) {
     const int32_t g = i / D, d = i % D;
-    const float* mlg = ml_s + g * used * 2;
-    float mx = -INFINITY;
-    for (int32_t t = 0; t < used; ++t) mx = fmaxf(mx, mlg[t * 2]);
-    float o = 0.0f, sum = 0.0f;
+    const uint64_t* head = ws + int64_t{h * G + g} * splits * (D + 2);
+    float mx = -INFINITY, o = 0.0f, sum = 0.0f;
     for (int32_t t0 = 0; t0 < used; t0 += kBatch) {
-      const uint64_t* ps[kBatch];
-#pragma unroll
-      for (int j = 0; j < kBatch; ++j)
-        ps[j] = ws + (int64_t{h * G + g} * splits + min(t0 + j, used - 1)) * (D + 2) + d;
-      uint64_t v[kBatch];
-      ll_wait<kBatch>(ps, io.attn_tag, true, v);
+      auto word = [&](int k) {  // split t0 + k / 3 (a repeat of the last past `used`)
+        const uint64_t* src = head + int64_t{min(t0 + k / 3, used - 1)} * (D + 2);
+        return src + (k % 3 == 0 ? d : D + k % 3 - 1);
+      };
+      uint64_t v[3 * kBatch];
+      ll_wait_at<3 * kBatch>(word, io.attn_tag, true, v);
 #pragma unroll
       for (int j = 0; j < kBatch; ++j) {
-        const int32_t t = t0 + j;
-        if (t >= used || mlg[t * 2] == -INFINITY) continue;
-        const float f = exp2f(mlg[t * 2] - mx);
-        o += ll_f32(v[j]) * f;
-        sum += mlg[t * 2 + 1] * f;
+        const float mt = ll_f32(v[3 * j + 1]);
+        if (t0 + j >= used || mt == -INFINITY) continue;
+        const float m_new = fmaxf(mx, mt);
+        const float f_old = exp2f(mx - m_new), f = exp2f(mt - m_new);
+        o = o * f_old + ll_f32(v[3 * j]) * f;
+        sum = sum * f_old + ll_f32(v[3 * j + 2]) * f;
+        mx = m_new;
       }
     }
     out_s[i] = o / sum;
