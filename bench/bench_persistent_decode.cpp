@@ -4,7 +4,7 @@
 // device copy rate; with --trace, where the
 // time goes: each phase of a layer (mean over layers and CTAs, and the span from the first CTA's
 // start to the last CTA's end), and how long consumers waited for weights to land and the
-// producer for free stages.
+// producer for free stages; and the same launches one at a time, each waited for by the host.
 //
 //   build*/bench/bench_persistent_decode [llama-3.2-1b|llama-3.1-8b|config.json] [out.json]
 //       [--context N (keys attended, default 256)] [--vocab N (default 0: no output layer)]
@@ -21,6 +21,7 @@ int main() {
 }
 #else
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -196,6 +197,21 @@ int main(int argc, char** argv) {
   };
   const double launch_ms = time_launches();
   const double floor_ms = weight_bytes / copy_bw * 1e3;
+  // The same launches one at a time, each waited for by the host (as a one-token step is): the
+  // wall time a launch, median of 100; the difference from launch_ms is the launch and wake-up
+  // latency that back-to-back launches hide.
+  double serial_ms = 0.0;
+  {
+    std::vector<double> ms;
+    for (int i = 0; i < 103; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      loom::cuda::launch_persistent_decode(a, plan, stream);
+      LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));
+      const std::chrono::duration<double, std::milli> d = std::chrono::steady_clock::now() - t0;
+      if (i >= 3) ms.push_back(d.count());
+    }
+    serial_ms = median(ms);
+  }
   std::printf("persistent decode, %s: %lld layers%s, %.2f GB of weights, context %d\n",
               source.c_str(), static_cast<long long>(L),
               vocab > 0 ? (" + an output layer of " + std::to_string(vocab) + " rows").c_str() : "",
@@ -207,12 +223,14 @@ int main(int argc, char** argv) {
       "launch %.3f ms (median of 5 x %d); floor %.3f ms at the copy rate %.0f GB/s: "
       "%.0f%%\n",
       launch_ms, kLaunches, floor_ms, copy_bw / 1e9, 100.0 * floor_ms / launch_ms);
+  std::printf("one launch at a time, waited for by the host: %.3f ms (median of 100)\n", serial_ms);
   nlohmann::json j = {{"model", source},
                       {"vocab", vocab},
                       {"context", context},
                       {"layers", L},
                       {"weight_bytes", weight_bytes},
                       {"launch_ms", launch_ms},
+                      {"serial_launch_ms", serial_ms},
                       {"floor_ms", floor_ms},
                       {"copy_bw_gbs", copy_bw / 1e9},
                       {"stages", plan.stages}};
