@@ -96,11 +96,12 @@ __device__ __forceinline__ uint32_t ll_tag(uint64_t v) {
 __device__ __forceinline__ float ll_f32(uint64_t v) {
   return __uint_as_float(static_cast<uint32_t>(v));
 }
-// Waits for N words of tag `tag`, word i at addr(i) (nullptr: no word i, v[i] left 0): all N
-// loads in flight together, then, while some lack the tag, a short sleep (the waiting threads of
-// every CTA would otherwise flood L2 with loads that the weight stream needs) and the stale ones
-// reloaded together. The addresses are recomputed on a reload rather than held (registers).
-// check false: takes the words as they are (kPersistentDiagNoSync).
+// Waits for N words of tag `tag`, word i at addr(i) (nullptr: no word i; v[i] then holds the tag
+// and a zero payload): all N loads in flight together, then, while some lack the tag, a short
+// sleep (the waiting threads of every CTA would otherwise flood L2 with loads that the weight
+// stream needs) and the stale ones reloaded together. The addresses are recomputed on a reload
+// rather than held (registers). check false: takes the words as they are
+// (kPersistentDiagNoSync).
 template <int N, class Addr>
 __device__ __forceinline__ void ll_wait_at(Addr addr, uint32_t tag, bool check, uint64_t (&v)[N]) {
 #pragma unroll
