@@ -1,7 +1,7 @@
 // The persistent decode kernel (decode_persistent.cuh) alone, on random weights of a model shape:
 // time per launch (every layer of one token, and with --vocab N the output layer of N rows as
-// its last phase; without the embedding and sampling) against those weight bytes over the
-// device copy rate; with --trace, where the
+// its last phase, the embedding row read and the greedy argmax made in the kernel, as the
+// backend's steps) against those weight bytes over the device copy rate; with --trace, where the
 // time goes: each phase of a layer (mean over layers and CTAs, and the span from the first CTA's
 // start to the last CTA's end), and how long consumers waited for weights to land and the
 // producer for free stages; and the same launches one at a time, each waited for by the host.
@@ -168,6 +168,14 @@ int main(int argc, char** argv) {
     a.output_norm = vec(H);
     a.vocab = vocab;
     a.logits = device_alloc<float>(vocab);
+    // As the backend's steps: the embedding row read by the kernel (tied to the output layer
+    // here) and the greedy argmax made with the logits.
+    a.embed = a.lm_head;
+    const int32_t token = vocab / 3;
+    int32_t* d_token = device_alloc<int32_t>(1);
+    LOOM_CUDA_CHECK(cudaMemcpy(d_token, &token, 4, cudaMemcpyHostToDevice));
+    a.token = d_token;
+    a.argmax = device_alloc<int32_t>(1);
   }
   a.workspace = device_alloc<uint8_t>(plan.workspace_bytes);
   LOOM_CUDA_CHECK(cudaMemset(a.workspace, 0, plan.workspace_bytes));

@@ -9,9 +9,16 @@
 // the attention split differently), so logits agree to rounding, not bitwise: cosine > 0.9999
 // and each side's top-1 within the other's top-5, as the backend's other invariance tests.
 // Within the persistent path itself, results are bitwise reproducible (no atomics in the sums).
+//
+// The kernel also makes the greedy token of its logits (one 64-bit atomic maximum a CTA): it must
+// be the argmax of the very logits it wrote (largest value, ties to the lowest index), as the
+// argmax kernel and sample_token pick it, through forward_greedy and through the sampler.
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <string>
 
+#include "backend/cuda/cuda_backend.cuh"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/decode_persistent.cuh"
 #include "cuda/backend_checks.h"
@@ -177,6 +184,84 @@ TEST(CudaPersistentDecode, IsDeterministic) {
     EXPECT_EQ(la, lb) << "step " << step;
     a.tokens.push_back(static_cast<TokenId>(step + 3));
     b.tokens.push_back(static_cast<TokenId>(step + 3));
+  }
+}
+
+// The argmax key's order is the argmax's: larger values win, equal values (-0.0 == +0.0) go to
+// the lower index, NaN never wins, and a row of -inf and NaN gives token 0. Host-only.
+TEST(CudaPersistentDecode, ArgmaxKeyOrdersAsTheArgmax) {
+  using cuda::persistent_argmax_key;
+  using cuda::persistent_argmax_token;
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
+  auto argmax = [](const std::vector<float>& v) {
+    uint64_t best = 0;
+    for (size_t i = 0; i < v.size(); ++i)
+      best = std::max(best, persistent_argmax_key(v[i], static_cast<int32_t>(i)));
+    return persistent_argmax_token(best);
+  };
+  EXPECT_EQ(argmax({1.0f, 3.0f, 2.0f}), 1);
+  EXPECT_EQ(argmax({-3.0f, -1.0f, -2.0f}), 1);
+  EXPECT_EQ(argmax({-1.0f, 0.5f, -0.25f}), 1);
+  EXPECT_EQ(argmax({2.0f, 5.0f, 5.0f, 1.0f}), 1);  // ties: the lower index
+  EXPECT_EQ(argmax({-1.0f, 0.0f, -0.0f}), 1);      // +0 and -0 tie
+  EXPECT_EQ(argmax({-1.0f, -0.0f, 0.0f}), 1);
+  EXPECT_EQ(argmax({nan, -5.0f, nan}), 1);  // NaN never wins
+  EXPECT_EQ(argmax({-inf, -inf, 1e-30f}), 2);
+  EXPECT_EQ(argmax({-inf, nan, -inf}), 0);  // nothing above -inf: token 0
+  EXPECT_EQ(argmax({nan, nan}), 0);
+  EXPECT_EQ(argmax({inf, 3.0f, inf}), 0);
+  EXPECT_EQ(argmax({-1e30f, -inf, 1.17e-38f, 1.4e-45f}), 2);  // denormals order too
+  // Large indices survive the inversion.
+  EXPECT_EQ(persistent_argmax_token(persistent_argmax_key(1.0f, 131071)), 131071);
+}
+
+// The greedy token the kernel makes is the argmax of its logits row, read through forward_greedy
+// and through the sampler (a greedy row, and a row whose penalties make the sampler's own kernel
+// run), step after step; the layer-by-layer backend's forward_greedy agrees on the same logits.
+TEST(CudaPersistentDecode, GreedyTokenIsTheArgmaxOfItsLogits) {
+  LOOM_REQUIRE_GPU();
+  for (const Shape& s : shapes()) {
+    if (!persistent_runs(s.config)) GTEST_SKIP() << "no persistent kernel on this GPU";
+    for (bool graphs : {true, false}) {
+      SCOPED_TRACE(std::string(s.name) + (graphs ? ", graphed" : ", eager"));
+      CudaBackendOptions o = test_backend_options(kBlockSize);
+      o.swap_space_bytes = size_t{4} << 20;
+      o.max_num_batched_tokens = 1200;
+      o.cuda_graphs = graphs;
+      auto created = cuda::CudaBackend::create(s.config, nullptr, o);
+      ASSERT_TRUE(created.ok()) << created.error();
+      cuda::CudaBackend& b = *created.value();
+      const int32_t V = b.vocab_size();
+      SamplingParams greedy;
+      greedy.temperature = 0.0f;
+      // A device row (the sampler's own kernel): min_tokens masks a stop id other than the
+      // argmax, which leaves the argmax as it is.
+      SamplingParams masked = greedy;
+      masked.min_tokens = 1000;
+      ManualSeq m = seq(random_tokens(40, 5, V), 0, 6);
+      std::vector<float> logits(V, NAN);
+      b.forward(make_batch({&m}, {40}, kBlockSize), logits.data());
+      for (int32_t step = 0; step < 6; ++step) {
+        m.tokens.push_back(top_ids(logits.data(), V, 1)[0]);
+        const ForwardBatch batch = make_batch({&m}, {1}, kBlockSize);
+        std::fill(logits.begin(), logits.end(), NAN);
+        b.forward(batch, logits.data());
+        const int32_t want = top_ids(logits.data(), V, 1)[0];
+        int32_t id = -1;
+        b.forward_greedy(batch, &id);
+        EXPECT_EQ(id, want) << "forward_greedy, step " << step;
+        masked.stop_token_ids = {(want + 1) % V};
+        for (const SamplingParams* params : {&greedy, &masked}) {
+          SampleInput in;
+          in.vocab_size = V;
+          in.params = params;
+          std::vector<SampleOutput> out(1);
+          ASSERT_TRUE(b.forward_sample(batch, {&in, 1}, out));
+          EXPECT_EQ(out[0].token, want)
+              << (params == &greedy ? "greedy" : "masked") << " row, step " << step;
+        }
+      }
+    }
   }
 }
 

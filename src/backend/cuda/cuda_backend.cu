@@ -294,6 +294,7 @@ void CudaBackend::init_persistent_decode() {
   LOOM_CUDA_CHECK(cudaMemset(persistent_ws_, 0, persistent_plan_.workspace_bytes));
   persistent_sync_ = alloc<unsigned>(kPersistentSyncWords);
   LOOM_CUDA_CHECK(cudaMemset(persistent_sync_, 0, kPersistentSyncWords * sizeof(unsigned)));
+  persistent_argmax_ = alloc<int32_t>(1);
   LOOM_LOG_INFO(
       "cuda backend: one-token steps in one persistent kernel (%d CTAs, %d stages of "
       "%d KB, %d attention splits)",
@@ -303,6 +304,10 @@ void CudaBackend::init_persistent_decode() {
 
 bool CudaBackend::persistent_step(const StepInputs& in) const {
   return persistent_plan_.grid > 0 && in.T == 1 && in.R <= 1 && in.num_tiles == 0;
+}
+
+bool CudaBackend::persistent_logits(const StepInputs& in) const {
+  return persistent_step(in) && in.R > 0 && options_.persistent_logits;
 }
 
 void CudaBackend::reserve_activations(int32_t T, int32_t R, int64_t workspace_floats) {
@@ -359,6 +364,7 @@ void CudaBackend::run_layers(const ForwardBatch& b) {
   }
   if (!graphable(b)) {
     const StepInputs in = stage_inputs(b, 0, b.max_blocks_per_seq);
+    argmax_in_kernel_ = persistent_logits(in);
     reserve_activations(
         in.T, in.R,
         attention_workspace_floats(in.splits, in.T, config_.num_heads, config_.head_dim));
@@ -367,6 +373,7 @@ void CudaBackend::run_layers(const ForwardBatch& b) {
   }
   const int32_t B = graph_batch_bucket(b.num_tokens());
   const StepInputs in = stage_inputs(b, B, graph_stride_bucket(b.max_blocks_per_seq));
+  argmax_in_kernel_ = persistent_logits(in);
   reserve_activations(
       in.T, in.R, attention_workspace_floats(in.splits, in.T, config_.num_heads, config_.head_dim));
   const uint64_t key = (static_cast<uint64_t>(B) << 32) | static_cast<uint32_t>(in.stride);
@@ -378,7 +385,6 @@ void CudaBackend::launch_layers(const StepInputs& in) {
   const int32_t T = in.T, R = in.R;
   const int32_t H = c.hidden_size, F = c.intermediate_size, QD = c.q_dim(), KVD = c.kv_dim();
 
-  launch_embed(token_embd_, in.tokens, T, H, x_.ptr, stream_);
   if (persistent_step(in)) {
     PersistentDecodeArgs p;
     p.num_layers = c.num_layers;
@@ -392,6 +398,8 @@ void CudaBackend::launch_layers(const StepInputs& in) {
     p.neox = c.rope_style == RopeStyle::kNeox;
     p.layers = persistent_layers_;
     p.x = x_.ptr;
+    p.embed = token_embd_;  // the kernel reads the token's embedding row itself
+    p.token = in.tokens;
     p.position = in.positions;
     p.slot = in.slots;
     p.block_table = in.tables;  // row 0: the only sequence
@@ -400,17 +408,19 @@ void CudaBackend::launch_layers(const StepInputs& in) {
     p.cache = cache_shape_;
     p.workspace = persistent_ws_;
     p.sync = persistent_sync_;
-    const bool fused_logits = R > 0 && options_.persistent_logits;
+    const bool fused_logits = persistent_logits(in);
     if (fused_logits) {  // the output layer as the kernel's last phase: logits_ row 0
       p.lm_head = lm_head_;
       p.output_norm = output_norm_;
       p.vocab = c.vocab_size;
       p.logits = logits_.ptr;
+      p.argmax = persistent_argmax_;
     }
     launch_persistent_decode(p, persistent_plan_, stream_);
     if (R > 0 && !fused_logits) launch_output_layer(in, nullptr);
     return;
   }
+  launch_embed(token_embd_, in.tokens, T, H, x_.ptr, stream_);
   AttentionArgs attn;
   attn.q = q_.ptr;
   attn.kv_cache = kv_cache_;
@@ -593,7 +603,7 @@ bool CudaBackend::launch_sample(const ForwardBatch& batch, std::span<const Sampl
   }
   LOOM_CHECK(sampler_->in_flight() < 2, "launch_sample: two steps in flight already");
   run_layers(batch);
-  sampler_->launch(logits_.ptr, rows, stream_);
+  sampler_->launch(logits_.ptr, rows, stream_, argmax_in_kernel_ ? persistent_argmax_ : nullptr);
   last_step_sampled_ = true;
   return true;
 }
@@ -609,9 +619,10 @@ void CudaBackend::forward_greedy(const ForwardBatch& batch, int32_t* token_ids) 
   last_step_sampled_ = false;
   run_layers(batch);
   const int32_t R = static_cast<int32_t>(batch.logits_rows.size());
-  launch_argmax(logits_.ptr, R, config_.vocab_size, ids_.ptr, stream_);
+  const int32_t* ids = argmax_in_kernel_ ? persistent_argmax_ : ids_.ptr;
+  if (!argmax_in_kernel_) launch_argmax(logits_.ptr, R, config_.vocab_size, ids_.ptr, stream_);
   if (R > 0)
-    LOOM_CUDA_CHECK(cudaMemcpyAsync(token_ids, ids_.ptr, R * 4, cudaMemcpyDeviceToHost, stream_));
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(token_ids, ids, R * 4, cudaMemcpyDeviceToHost, stream_));
   LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 

@@ -113,6 +113,7 @@ class CudaBackend final : public Backend {
   // The persistent kernel's set-up (init) and whether a step takes it.
   void init_persistent_decode();
   bool persistent_step(const StepInputs& in) const;
+  bool persistent_logits(const StepInputs& in) const;  // a persistent step that makes logits
 
   ModelConfig config_;
   CudaBackendOptions options_;
@@ -131,6 +132,8 @@ class CudaBackend final : public Backend {
   PersistentLayer* persistent_layers_ = nullptr;  // device [num_layers]
   uint8_t* persistent_ws_ = nullptr;              // the kernel's exchange workspace
   unsigned* persistent_sync_ = nullptr;           // kPersistentSyncWords
+  // The greedy argmax of the kernel's logits row (it computes it whenever it makes logits).
+  int32_t* persistent_argmax_ = nullptr;  // device [1]
 
   KvCacheShape cache_shape_;
   int32_t num_device_blocks_ = 0;  // blocks the scheduler may use
@@ -159,6 +162,9 @@ class CudaBackend final : public Backend {
   // Whether the last step was a launch_sample (not forward / forward_greedy): pending tokens
   // read that launch's device ids.
   bool last_step_sampled_ = false;
+  // Whether the last run_layers was a persistent step with logits: its row's greedy token is in
+  // persistent_argmax_ (so no argmax kernel is needed for a greedy row).
+  bool argmax_in_kernel_ = false;
   GraphCache graphs_;
   std::vector<PrefillTile> prefill_tiles_;  // per step, reused
   std::vector<uint8_t> skip_flags_;

@@ -18,7 +18,8 @@ struct Layout {
   int32_t acc = 0;      // f32 [warps][acc_rows]: each consumer warp's row sums of the phase
   int32_t own = 0;      // f32 [acc_rows]: this CTA's rows of the residual stream x
   int32_t ctx = 0;      // the attention's AttentionContext
-  int32_t red = 0;      // f32 [kConsumerWarps]: the norm's partial sums
+  int32_t red = 0;      // f32 [kConsumerWarps]: the norm's partial sums; at byte 64 the u64
+                        // largest argmax key of the CTA's logits
   int32_t bars = 0;     // uint64 [2][stages]: full, empty
   int32_t total = 0;
 };
@@ -179,7 +180,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const Layout& lay = shape.layout;
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + lay.bars);
   uint64_t* empty = full + lay.stages;
+  // The largest argmax key of this CTA's logits (a.argmax): past the norm's partial sums.
+  unsigned long long* cta_best = reinterpret_cast<unsigned long long*>(smem + lay.red + 64);
   if (threadIdx.x == 0) {
+    *cta_best = 0;
     for (int i = 0; i < lay.stages; ++i) {
       mbar_init(full + i, 1);
       mbar_init(empty + i, kConsumerWarps);
@@ -254,8 +258,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   const PersistentExchange& ex = shape.exchange;
   char* ws = static_cast<char*>(a.workspace);
   const int32_t NQKV = QD + 2 * a.num_kv_heads * D;
+  // Layer -1 (the embedding, a.embed): the odd layers' copy.
   auto x_ll = [&](int32_t l, int after_down) {
-    return reinterpret_cast<uint64_t*>(ws + ex.x) + (int64_t{l % 2} * 2 + after_down) * H;
+    return reinterpret_cast<uint64_t*>(ws + ex.x) + (int64_t{(l + 2) % 2} * 2 + after_down) * H;
   };
   auto qkv_ll = [&](int32_t l) {
     return reinterpret_cast<uint64_t*>(ws + ex.qkv) + (l % 2) * NQKV;
@@ -266,16 +271,24 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto act_ll = [&](int32_t l) {
     return reinterpret_cast<uint64_t*>(ws + ex.act) + (l % 2) * (F / 2);
   };
-  const uint32_t tag_base = 1u + __ldcg(a.sync + 1) * static_cast<uint32_t>(a.num_layers * 5);
+  // A launch's tags: [tag(-1, 4), tag(L - 1, 4)], 5 L + 1 of them, none 0 (the workspace's
+  // initial tag) and none another launch's (until the count wraps, 2^32 tags on).
+  const uint32_t tag_base = 2u + __ldcg(a.sync + 1) * static_cast<uint32_t>(a.num_layers * 5 + 1);
   auto tag = [&](int32_t l, int phase) {  // phases: 0 qkv, 1 attention, 2 O, 3 gate_up, 4 down
-    return tag_base + static_cast<uint32_t>(l * 5 + phase);
+    return tag_base + static_cast<uint32_t>(l * 5 + phase);  // l = -1: the embedding, tag_base - 1
   };
   const bool check = !(a.diag & kPersistentDiagNoSync);
   // This CTA's rows of x (the O and down phases' output rows, the same share of H both times)
   // stay in shared memory, so their residual adds read nothing from global memory.
   float* own = reinterpret_cast<float*>(smem + lay.own);
   const int32_t own0 = share_begin(H, blockIdx.x), own1 = share_begin(H, blockIdx.x + 1);
-  for (int32_t i = threadIdx.x; i < own1 - own0; i += kConsumers) own[i] = __ldcg(a.x + own0 + i);
+  // The first layer's input: a.x, or the token's embedding row (a.embed), whose rows each CTA
+  // hands the others as layer -1's output, so that the first norm reads it as every other.
+  const bf16* embed_row = a.embed ? a.embed + int64_t{*a.token} * H : nullptr;
+  for (int32_t i = threadIdx.x; i < own1 - own0; i += kConsumers) {
+    own[i] = embed_row ? __bfloat162float(embed_row[own0 + i]) : __ldcg(a.x + own0 + i);
+    if (embed_row) ll_store(x_ll(-1, 1) + own0 + i, __float_as_uint(own[i]), tag(-1, 4));
+  }
   AttentionContext& ctx = *reinterpret_cast<AttentionContext*>(smem + lay.ctx);
   load_attention_context(a, shape.splits, ctx);
   consumer_sync();
@@ -321,10 +334,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       const float* norm_w = phase == kQkv      ? w->attn_norm
                             : phase == kGateUp ? w->ffn_norm
                                                : a.output_norm;
-      const uint64_t* x_in = phase == kQkv      ? (layer > 0 ? x_ll(layer - 1, 1) : nullptr)
+      const uint64_t* x_in = phase == kQkv ? (layer > 0 || embed_row ? x_ll(layer - 1, 1) : nullptr)
                              : phase == kGateUp ? x_ll(layer, 0)
                                                 : x_ll(L - 1, 1);
-      const uint32_t x_tag = phase == kQkv      ? (layer > 0 ? tag(layer - 1, 4) : 0)
+      const uint32_t x_tag = phase == kQkv      ? tag(layer - 1, 4)
                              : phase == kGateUp ? tag(layer, 2)
                                                 : tag(L - 1, 4);
       // (Fewer registers for the norm where the attention takes 8 query heads a KV head.)
@@ -372,10 +385,26 @@ __global__ void __launch_bounds__(kThreads, 1)
       case kDown:
         add_to_residual(x_ll(layer, 1), tag(layer, 4), layer + 1 == L);
         break;
-      default:  // the output layer
-        for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers) a.logits[r0 + i] = row_sum(i);
+      default: {  // the output layer, and the largest argmax key of the chunk into cta_best
+        unsigned long long best = 0;
+        for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers) {
+          const float v = row_sum(i);
+          a.logits[r0 + i] = v;
+          best = max(best, static_cast<unsigned long long>(persistent_argmax_key(v, r0 + i)));
+        }
+        if (a.argmax) {
+          for (int o = 16; o > 0; o >>= 1) best = max(best, __shfl_xor_sync(0xFFFFFFFFu, best, o));
+          if (lane == 0) atomicMax(cta_best, best);
+        }
         break;
+      }
     }
+  }
+  // This CTA's largest key into the launch's maximum (sync words 2-3), before its exit count.
+  unsigned long long* argmax_max = reinterpret_cast<unsigned long long*>(a.sync + 2);
+  if (a.argmax) {
+    consumer_sync();
+    if (threadIdx.x == 0) atomicMax(argmax_max, *cta_best);
   }
   if (a.trace && threadIdx.x == 0)
     a.trace[int64_t{gridDim.x} * a.num_layers * kPersistentTraceEvents + 2 * blockIdx.x] =
@@ -386,6 +415,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (threadIdx.x == 0) {
     __threadfence();
     if (atomicAdd(a.sync, 1u) == gridDim.x - 1) {
+      if (a.argmax) {  // every CTA's maximum is in (each fenced it before counting its exit)
+        __threadfence();
+        *a.argmax = persistent_argmax_token(atomicExch(argmax_max, 0ull));
+      }
       atomicAdd(a.sync + 1, 1u);
       atomicExch(a.sync, 0u);
     }
@@ -474,6 +507,8 @@ void launch_persistent_decode(const PersistentDecodeArgs& a, const PersistentDec
   LOOM_CHECK(a.cache.dtype == KvCacheDtype::kBf16 && a.head_dim == a.cache.head_dim);
   LOOM_CHECK(!a.logits || (a.lm_head && a.output_norm && a.vocab > 0),
              "persistent decode: logits without the output layer");
+  LOOM_CHECK(!a.argmax || a.logits, "persistent decode: an argmax without logits");
+  LOOM_CHECK(!a.embed == !a.token, "persistent decode: the embedding needs its table and token");
   KernelShape shape;
   shape.layout =
       make_layout(a.hidden, a.ffn, a.num_heads, a.num_kv_heads, a.head_dim, p.acc_rows, p.stages);

@@ -55,6 +55,7 @@
 // takes the layer-by-layer kernels. Hopper (sm_90: bulk copies with mbarrier transactions).
 #pragma once
 
+#include <cstring>
 #include <string>
 
 #include "backend/cuda/cuda_common.cuh"
@@ -102,10 +103,31 @@ struct PersistentExchange {
 PersistentExchange persistent_exchange(int32_t hidden, int32_t ffn, int32_t num_heads,
                                        int32_t num_kv_heads, int32_t head_dim, int32_t splits);
 
-// Words of the synchronisation buffer: the exit counter and the launch count (the tags' base).
-// Zero when allocated; a launch leaves the exit counter zero.
+// Words of the synchronisation buffer: the exit counter, the launch count (the tags' base), and
+// (words 2-3, one u64) the running maximum of the greedy argmax's keys (persistent_argmax_key).
+// Zero when allocated; a launch leaves the exit counter and the maximum zero.
 constexpr int32_t kPersistentMaxKvHeads = 128;
-constexpr int32_t kPersistentSyncWords = 2;
+constexpr int32_t kPersistentSyncWords = 4;
+
+// The greedy argmax of the logits as one 64-bit maximum (the CTAs' atomicMax): the value's bits
+// mapped so that unsigned order is float order (high word) and the index inverted (low word), so
+// the largest value wins and ties go to the lowest index, as launch_argmax. -0.0 is taken as +0.0
+// (they compare equal as floats); NaN gets key 0, below every other, so it never wins.
+__host__ __device__ inline uint64_t persistent_argmax_key(float v, int32_t index) {
+  if (!(v == v)) return 0;
+  v += 0.0f;  // -0.0 -> +0.0
+  uint32_t bits;
+  memcpy(&bits, &v, 4);
+  bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+  return (static_cast<uint64_t>(bits) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(index));
+}
+// The token of the largest key: 0 when no value won or the largest is -inf (every logit -inf or
+// NaN), as launch_argmax and sample_token.
+__host__ __device__ inline int32_t persistent_argmax_token(uint64_t key) {
+  const uint32_t neg_inf = ~0xFF800000u;  // the key's high word for -inf
+  if (key == 0 || static_cast<uint32_t>(key >> 32) <= neg_inf) return 0;
+  return static_cast<int32_t>(0xFFFFFFFFu - static_cast<uint32_t>(key));
+}
 
 struct PersistentDecodeArgs {
   int32_t num_layers = 0, hidden = 0, ffn = 0, num_heads = 0, num_kv_heads = 0, head_dim = 0;
@@ -113,18 +135,25 @@ struct PersistentDecodeArgs {
   float scale = 0.0f;                       // attention: 1 / sqrt(head_dim)
   bool neox = true;                         // RoPE pairing (rope_kv.cuh)
   const PersistentLayer* layers = nullptr;  // device array [num_layers]
-  float* x = nullptr;                       // [hidden] f32: the embedding in, the residual out
-  const int32_t* position = nullptr;        // [1] the token's position
-  const int64_t* slot = nullptr;            // [1] its KV cache slot
-  const int32_t* block_table = nullptr;     // its sequence's block table (position / block_size
-                                            // + 1 entries used)
-  const float* inv_freq = nullptr;          // [head_dim / 2]
+  float* x = nullptr;                       // [hidden] f32: the residual out (and in, without
+                                            // embed)
+  // The embedding in the kernel: x = embed[*token] (bf16 rows of `hidden`); null: x is the
+  // input, written before the launch.
+  const bf16* embed = nullptr;
+  const int32_t* token = nullptr;        // [1]
+  const int32_t* position = nullptr;     // [1] the token's position
+  const int64_t* slot = nullptr;         // [1] its KV cache slot
+  const int32_t* block_table = nullptr;  // its sequence's block table (position / block_size
+                                         // + 1 entries used)
+  const float* inv_freq = nullptr;       // [head_dim / 2]
   // The output layer, as the kernel's last phase; logits null: none (a chunk without logits).
   const bf16* lm_head = nullptr;       // [vocab][hidden]
   const float* output_norm = nullptr;  // [hidden]
   int32_t vocab = 0;
-  float* logits = nullptr;   // [vocab] f32
-  void* kv_cache = nullptr;  // bf16 pool (kv_cache_format.h)
+  float* logits = nullptr;  // [vocab] f32
+  // The greedy argmax of the logits (with logits only; null: none), written by the last CTA out.
+  int32_t* argmax = nullptr;  // [1]
+  void* kv_cache = nullptr;   // bf16 pool (kv_cache_format.h)
   KvCacheShape cache;
   void* workspace = nullptr;  // plan.workspace_bytes (PersistentExchange), zeroed once
   unsigned* sync = nullptr;   // kPersistentSyncWords, zeroed once

@@ -48,6 +48,7 @@ DeviceSampler::DeviceSampler(int32_t vocab_size, int32_t max_rows)
   prepare_sample_kernels();
   const size_t n = static_cast<size_t>(max_rows);
   LOOM_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&ids_dev_), n * sizeof(int32_t)));
+  last_ids_ = ids_dev_;
   LOOM_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&cuts_dev_), n * sizeof(SampleCut)));
   for (Slot& slot : slots_) {
     LOOM_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&slot.ids_host), n * sizeof(int32_t),
@@ -126,7 +127,8 @@ void DeviceSampler::sample(float* logits, std::span<const SampleInput> rows,
   finish(out);
 }
 
-void DeviceSampler::launch(float* logits, std::span<const SampleInput> rows, cudaStream_t stream) {
+void DeviceSampler::launch(float* logits, std::span<const SampleInput> rows, cudaStream_t stream,
+                           const int32_t* argmax_ready) {
   LOOM_CHECK(in_flight() < 2, "DeviceSampler: a third launch in flight");
   LOOM_CHECK(in_flight() == 0 || stream == stream_,
              "DeviceSampler: launches in flight on different streams");
@@ -141,12 +143,22 @@ void DeviceSampler::launch(float* logits, std::span<const SampleInput> rows, cud
   slot.kinds.clear();
   slot.host_rows.clear();
   slot.host_inputs.clear();
+  last_ids_ = ids_dev_;
   if (rows.empty()) return;  // finish has nothing to wait for
   LOOM_CHECK(logits != nullptr, "DeviceSampler: no logits");
   const int32_t num_rows = slot.num_rows;
   const size_t row_bytes = static_cast<size_t>(vocab_) * sizeof(float);
 
   packer_.pack(rows);
+  if (argmax_ready != nullptr && num_rows == 1 && packer_.params[0].kind == kRowArgmax && !debug_) {
+    // The one greedy row's token is already computed: only its download.
+    slot.kinds.assign(1, kRowArgmax);
+    last_ids_ = argmax_ready;
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(slot.ids_host, argmax_ready, sizeof(int32_t),
+                                    cudaMemcpyDeviceToHost, stream));
+    LOOM_CUDA_CHECK(cudaEventRecord(slot.done, stream));
+    return;
+  }
   const StageLayout layout = layout_of(packer_);
   ensure_stage(layout.total, stream);
   copy_section(slot.stage_host, layout.params, packer_.params);

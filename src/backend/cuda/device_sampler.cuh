@@ -11,6 +11,8 @@
 // One step: pack the rows on the host (SamplePacker; only penalized rows walk their history),
 // one upload of one pinned staging buffer, at most two kernel launches, one download of the ids
 // (plus one row copy per logprobs row), one event; finish waits on that event, not the stream.
+// A single greedy row whose argmax the step's kernel already made (launch's argmax_ready: the
+// persistent decode kernel's) takes only the download and the event.
 //
 // Overlapped steps (Backend::supports_overlap()): launch and finish are split, and two launches
 // may be in flight (launch N, launch N+1, finish N, launch N+2, ...; finish is FIFO). Everything
@@ -55,16 +57,21 @@ class DeviceSampler {
   // SampleInputs are copied (the device rows are packed now; the host rows' inputs are kept for
   // finish, so what their spans and params point at must stay valid until then); the logits are
   // read (and the logprobs rows copied) by work queued now, before anything queued after.
-  void launch(float* logits, std::span<const SampleInput> rows, cudaStream_t stream);
+  // argmax_ready (optional): a device int32 that already holds row 0's greedy argmax when the
+  // step's work queued before runs (the persistent decode kernel computes it with its logits):
+  // a launch of that one argmax row then needs no upload and no kernel, only the id's download.
+  void launch(float* logits, std::span<const SampleInput> rows, cudaStream_t stream,
+              const int32_t* argmax_ready = nullptr);
   // The second half: waits for the oldest launch in flight (its event only) and writes its
   // tokens, out.size() == that launch's rows; host rows are sampled here.
   void finish(std::span<SampleOutput> out);
   int32_t in_flight() const { return static_cast<int32_t>(launches_ - finishes_); }
 
   // The ids of the last launch on the device, [its rows] int32, written by the work queued on
-  // its stream, for the rows sampled on the device (last_row_on_device). The buffer never
-  // moves; the next launch overwrites it (stream-ordered).
-  const int32_t* device_ids() const { return ids_dev_; }
+  // its stream, for the rows sampled on the device (last_row_on_device): the sampler's own
+  // buffer, or the launch's argmax_ready. Read it before the next launch's work overwrites it
+  // (stream order does that for work queued before the next launch).
+  const int32_t* device_ids() const { return last_ids_; }
   // Rows of the last launch (0 before the first), and whether row r of it is sampled on the
   // device (so that device_ids()[r] holds its token); host rows are decided only by finish.
   int32_t last_rows() const;
@@ -105,9 +112,10 @@ class DeviceSampler {
   // Staging: params, argmax rows, device rows, entries (16-byte aligned sections); the host side
   // per slot, the device side single (stream-ordered).
   uint8_t* stage_dev_ = nullptr;
-  size_t stage_capacity_ = 0;      // bytes of stage_dev_ and of each slot's stage_host
-  int32_t* ids_dev_ = nullptr;     // [max_rows]
-  SampleCut* cuts_dev_ = nullptr;  // [max_rows]
+  size_t stage_capacity_ = 0;          // bytes of stage_dev_ and of each slot's stage_host
+  int32_t* ids_dev_ = nullptr;         // [max_rows]
+  const int32_t* last_ids_ = nullptr;  // device_ids(): ids_dev_ or the last launch's argmax_ready
+  SampleCut* cuts_dev_ = nullptr;      // [max_rows]
   Slot slots_[2];
   uint64_t launches_ = 0, finishes_ = 0;  // slot of launch n: n % 2
   cudaStream_t stream_ = nullptr;         // of the launches in flight
