@@ -8,7 +8,7 @@
 //
 //   build*/bench/bench_persistent_decode [llama-3.2-1b|llama-3.1-8b|config.json] [out.json]
 //       [--context N (keys attended, default 256)] [--vocab N (default 0: no output layer)]
-//       [--stages N (cap the ring)] [--trace]
+//       [--stages N (cap the ring)] [--in-flight N (copies in flight a CTA, at most)] [--trace]
 //       [--diag D,D,...] (experiments, after the main figure: the launch time with each set of
 //       diag bits D, see PersistentDecodeArgs)
 #include <cstdio>
@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
   int32_t context = 256, vocab = 0;
   bool trace = false;
   int32_t max_stages = 0;
-  std::string diags;  // --diag
+  int32_t in_flight = 0;  // --in-flight: copies a producer keeps in flight at most (0: stages)
+  std::string diags;      // --diag
   int positional = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -66,6 +67,8 @@ int main(int argc, char** argv) {
       vocab = std::max(0, std::atoi(argv[++i]));
     } else if (a == "--stages" && i + 1 < argc) {
       max_stages = std::atoi(argv[++i]);
+    } else if (a == "--in-flight" && i + 1 < argc) {
+      in_flight = std::atoi(argv[++i]);
     } else if (a == "--diag" && i + 1 < argc) {
       diags = argv[++i];
     } else if (a == "--trace") {
@@ -90,8 +93,9 @@ int main(int argc, char** argv) {
                  why.c_str());
     return 1;
   }
-  const loom::cuda::PersistentDecodePlan plan = loom::cuda::plan_persistent_decode(
+  loom::cuda::PersistentDecodePlan plan = loom::cuda::plan_persistent_decode(
       c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim, max_stages);
+  if (in_flight > 0) plan.in_flight = std::min(in_flight, plan.stages);
   if (plan.grid == 0) {
     std::fprintf(stderr, "no persistent kernel on this GPU (needs Hopper)\n");
     return 1;
@@ -224,9 +228,11 @@ int main(int argc, char** argv) {
               source.c_str(), static_cast<long long>(L),
               vocab > 0 ? (" + an output layer of " + std::to_string(vocab) + " rows").c_str() : "",
               weight_bytes / 1e9, context);
-  std::printf("plan: %d CTAs, %d stages of %d KB, %d attention splits, %zu B shared memory\n",
-              plan.grid, plan.stages, loom::cuda::kPersistentStageBytes / 1024, plan.attn_splits,
-              plan.smem_bytes);
+  std::printf(
+      "plan: %d CTAs, %d stages of %d KB (%d copies in flight), %d attention splits, %zu B "
+      "shared memory\n",
+      plan.grid, plan.stages, loom::cuda::kPersistentStageBytes / 1024, plan.in_flight,
+      plan.attn_splits, plan.smem_bytes);
   std::printf(
       "launch %.3f ms (median of 5 x %d); floor %.3f ms at the copy rate %.0f GB/s: "
       "%.0f%%\n",
@@ -241,7 +247,8 @@ int main(int argc, char** argv) {
                       {"serial_launch_ms", serial_ms},
                       {"floor_ms", floor_ms},
                       {"copy_bw_gbs", copy_bw / 1e9},
-                      {"stages", plan.stages}};
+                      {"stages", plan.stages},
+                      {"in_flight", plan.in_flight}};
 
   if (!diags.empty()) {
     nlohmann::json vs = nlohmann::json::array();

@@ -168,7 +168,8 @@ struct KernelShape {
   Layout layout;
   PersistentExchange exchange;
   int32_t splits;
-  int32_t acc_rows;  // the stride of each warp's row sums
+  int32_t acc_rows;   // the stride of each warp's row sums
+  int32_t in_flight;  // PersistentDecodePlan::in_flight
 };
 
 // D: head_dim; GM: the most query heads per KV head (4 or 8: the attention's registers).
@@ -203,9 +204,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     uint32_t bytes;
     uint32_t slot = 0, parity = 0;
     unsigned long long waited = 0;
-    while (cursor.next(a, &src, &bytes)) {
+    const uint32_t in_flight = static_cast<uint32_t>(shape.in_flight);
+    for (uint32_t issued = 0; cursor.next(a, &src, &bytes); ++issued) {
       const long long t0 = a.trace ? clock64() : 0;
       mbar_wait(empty + slot, parity ^ 1);
+      // At most in_flight copies outstanding: copy issued - in_flight has landed (its slot is
+      // not reused before copy issued - in_flight + stages, so its parity is unambiguous).
+      if (in_flight < lay.stages && issued >= in_flight) {
+        const uint32_t k = issued - in_flight;
+        mbar_wait(full + k % lay.stages, (k / lay.stages) & 1);
+      }
       if (a.trace) waited += clock64() - t0;
       if (a.diag & kPersistentDiagNoCopy) {
         mbar_arrive(full + slot);
@@ -490,6 +498,7 @@ PersistentDecodePlan plan_persistent_decode(int32_t hidden, int32_t ffn, int32_t
   if (stages < 3) return p;  // too little shared memory to stream ahead
   p.grid = sms;
   p.stages = stages;
+  p.in_flight = std::min(stages, kRingInFlight);
   p.acc_rows = acc_rows;
   p.smem_bytes = static_cast<size_t>(
       make_layout(hidden, ffn, num_heads, num_kv_heads, head_dim, acc_rows, stages).total);
@@ -516,6 +525,7 @@ void launch_persistent_decode(const PersistentDecodeArgs& a, const PersistentDec
   shape.exchange =
       persistent_exchange(a.hidden, a.ffn, a.num_heads, a.num_kv_heads, a.head_dim, p.attn_splits);
   shape.acc_rows = p.acc_rows;
+  shape.in_flight = p.in_flight > 0 ? std::min(p.in_flight, p.stages) : p.stages;
   LOOM_CHECK(static_cast<size_t>(shape.layout.total) == p.smem_bytes);
   const bool small_group = a.num_heads / a.num_kv_heads <= 4;
   auto* kernel =

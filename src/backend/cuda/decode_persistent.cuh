@@ -11,9 +11,10 @@
 // order, into a ring of 32 KB shared-memory stages with bulk asynchronous copies (cp.async.bulk;
 // per stage a "full" mbarrier completed by the copy and an "empty" one the consumers arrive on),
 // running ahead of the computation by the ring's depth (5 stages, 160 KB a CTA, ~5 us of the CTA's
-// share of bandwidth). The eight consumer warps wait for the activations, then take the stages
-// as they land. So the memory system keeps streaming through the waits, the attention and the
-// norms.
+// share of bandwidth) with at most 2 copies in flight (more outstanding copies slow the
+// hand-overs' round trips to L2 more than they add bandwidth). The eight consumer warps wait for
+// the activations, then take the stages as they land. So the memory system keeps streaming
+// through the waits, the attention and the norms.
 //
 // Grid: one CTA per SM, all resident (cooperative launch); 8 consumer warps + 1 producer warp.
 // The CTAs hand each other a phase's outputs through tagged exchange words (PersistentExchange):
@@ -80,6 +81,7 @@ constexpr int32_t kPersistentStageBytes = 32768;
 struct PersistentDecodePlan {
   int32_t grid = 0;             // CTAs: one per SM
   int32_t stages = 0;           // ring stages of kPersistentStageBytes per CTA
+  int32_t in_flight = 0;        // copies a CTA's producer keeps in flight at most (<= stages)
   int32_t attn_splits = 0;      // context splits per KV head
   int32_t acc_rows = 0;         // most accumulator rows a CTA needs in one phase
   size_t smem_bytes = 0;        // dynamic shared memory per CTA

@@ -21,6 +21,13 @@ constexpr int kMaxStages = 16;
 // and a 49,152-row output layer, context 256, 3 / 4 / 5 / 6 stages: 1B 0.756 / 0.765 / 0.761 /
 // 0.775 ms, 8B 3.829 / 3.828 / 3.811 / 3.818 ms); 5 is best or within 1% on both.
 constexpr int kRingStages = 5;
+// Copies a producer keeps in flight, at most (the rest of the ring holds landed stages). Fewer
+// copies outstanding let the hand-overs' round trips to L2 through faster, and the memory system
+// stays busy with 2 x 32 KB a CTA (H200, context 256, 5 stages, 1 / 2 / 3 / 5 in flight: 1B
+// 0.744 / 0.729 / 0.751 / 0.764 ms, 8B 3.973 / 3.724 / 3.811 / 3.828 ms). A deeper ring still
+// helps with 2 in flight (3 / 4 / 5 stages: 1B 0.760 / 0.748 / 0.729, 8B 3.840 / 3.784 / 3.724):
+// it holds what lands while the consumers wait for other CTAs.
+constexpr int kRingInFlight = 2;
 constexpr int kMaxGroup = 8;          // query heads per KV head
 constexpr int kMaxSplits = 64;        // attention splits per KV head
 constexpr int kMinKeysPerSplit = 32;  // one chunk of 4 keys per consumer warp
