@@ -205,6 +205,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     uint32_t slot = 0, parity = 0;
     unsigned long long waited = 0;
     const uint32_t in_flight = static_cast<uint32_t>(shape.in_flight);
+    const uint64_t policy = l2_evict_first_policy();
     for (uint32_t issued = 0; cursor.next(a, &src, &bytes); ++issued) {
       const long long t0 = a.trace ? clock64() : 0;
       mbar_wait(empty + slot, parity ^ 1);
@@ -219,7 +220,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         mbar_arrive(full + slot);
       } else {
         mbar_arrive_expect_tx(full + slot, bytes);
-        bulk_load(smem + slot * kStageBytes, src, bytes, full + slot);
+        bulk_load(smem + slot * kStageBytes, src, bytes, full + slot, policy);
       }
       if (++slot == static_cast<uint32_t>(lay.stages)) slot = 0, parity ^= 1;
     }
