@@ -326,10 +326,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     int nseg = 1;
     if (layer < L) {
       nseg = phase_segments(a, *w, phase, seg, &r0, &r1);
-      if (phase == kQkv) {
-        mark(layer, 0);
-        prefetch_kv(a, ctx, layer, shape.splits);
-      }
+      if (phase == kQkv) mark(layer, 0);
       if (phase == kGateUp) mark(layer, 5);
       if (phase == kDown) mark(layer, 7);
     } else if (!a.logits || !logits_chunk(a, stride, chunk, seg, &r0, &r1)) {

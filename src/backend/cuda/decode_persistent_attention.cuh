@@ -62,27 +62,6 @@ __device__ __forceinline__ void load_attention_context(const PersistentDecodeArg
     ctx.table[i] = __ldcg(a.block_table + block0 + i);
 }
 
-// Asks L2 for the K and V rows the attention of `layer` will read (all but the new token's), at
-// the start of the layer: their DRAM latency then passes during the QKV product, not on the
-// attention's critical path.
-__device__ __forceinline__ void prefetch_kv(const PersistentDecodeArgs& a,
-                                            const AttentionContext& ctx, int32_t layer,
-                                            int32_t splits) {
-  const int32_t pos = ctx.pos;
-  int32_t used, h, s, k0, k1;
-  if (!attention_share(a, splits, pos, &used, &h, &s, &k0, &k1)) return;
-  const KvCacheShape& c = a.cache;
-  const int32_t lines = c.head_dim * 2 / 128;  // 128-byte lines a row
-  const int32_t keys = min(k1, pos) - k0;
-  const uint8_t* cache = static_cast<const uint8_t*>(a.kv_cache);
-  for (int32_t i = threadIdx.x; i < keys * 2 * lines; i += kConsumers) {
-    const int32_t j = k0 + i / (2 * lines), kv = (i / lines) % 2, line = i % lines;
-    const int64_t block = kv_block(a, ctx, j);
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(
-        cache + c.value_byte_offset(block, layer, kv, h, j % c.block_size) + line * 128));
-  }
-}
-
 // Where a layer's attention reads and writes: the QKV phase's output (tag qkv_tag), the splits'
 // partials and the output pairs (written with tag attn_tag).
 struct AttentionIo {
