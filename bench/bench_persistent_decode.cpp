@@ -4,7 +4,8 @@
 // backend's steps) against those weight bytes over the device copy rate; with --trace, where the
 // time goes: each phase of a layer (mean over layers and CTAs, and the span from the first CTA's
 // start to the last CTA's end), and how long consumers waited for weights to land and the
-// producer for free stages; and the same launches one at a time, each waited for by the host.
+// producer for free stages (or for its copies in flight to land); and the same launches one at a
+// time, each waited for by the host.
 //
 //   build*/bench/bench_persistent_decode [llama-3.2-1b|llama-3.1-8b|config.json] [out.json]
 //       [--context N (keys attended, default 256)] [--vocab N (default 0: no output layer)]
@@ -322,7 +323,7 @@ int main(int argc, char** argv) {
         (static_cast<double>(at(0, L - 1, E - 1)) - static_cast<double>(at(0, 0, 0))) / 1e3;
     std::printf(
         "per CTA, whole launch (%.1f us): consumers waited %.1f us for weights, the "
-        "producer %.1f us for free stages\n",
+        "producer %.1f us for free stages or copies in flight\n",
         total_us, consumer * to_us, producer * to_us);
     j["trace"] = {{"phases", phases},
                   {"consumer_wait_us", consumer * to_us},

@@ -164,7 +164,8 @@ struct PersistentDecodeArgs {
   // the global timer (ns) at kPersistentTraceEvents points of every layer,
   // trace[(cta * num_layers + layer) * kPersistentTraceEvents + event], and after those
   // (grid * num_layers * kPersistentTraceEvents words on) two words per CTA: the clock cycles its
-  // consumers (warp 0) waited for stages to land and its producer waited for free stages.
+  // consumers (warp 0) waited for stages to land and its producer waited for free stages (or
+  // for its copies in flight to land, PersistentDecodePlan::in_flight).
   unsigned long long* trace = nullptr;
   // Experiments (benchmarks only; zero in the backend): diag bits take parts out to see what
   // each costs, so the results are wrong: kPersistentDiagNoMath (consumers only wait for the
