@@ -10,6 +10,7 @@
 //   build*/bench/bench_persistent_decode [llama-3.2-1b|llama-3.1-8b|config.json] [out.json]
 //       [--context N (keys attended, default 256)] [--vocab N (default 0: no output layer)]
 //       [--stages N (cap the ring)] [--in-flight N (copies in flight a CTA, at most)] [--trace]
+//       [--trace-diag D (the traced launch with diag bits D: where the time goes without parts)]
 //       [--diag D,D,...] (experiments, after the main figure: the launch time with each set of
 //       diag bits D, see PersistentDecodeArgs)
 #include <cstdio>
@@ -57,8 +58,9 @@ int main(int argc, char** argv) {
   int32_t context = 256, vocab = 0;
   bool trace = false;
   int32_t max_stages = 0;
-  int32_t in_flight = 0;  // --in-flight: copies a producer keeps in flight at most (0: stages)
-  std::string diags;      // --diag
+  int32_t in_flight = 0;    // --in-flight: copies a producer keeps in flight at most (0: stages)
+  std::string diags;        // --diag
+  uint32_t trace_diag = 0;  // --trace-diag
   int positional = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -72,6 +74,9 @@ int main(int argc, char** argv) {
       in_flight = std::atoi(argv[++i]);
     } else if (a == "--diag" && i + 1 < argc) {
       diags = argv[++i];
+    } else if (a == "--trace-diag" && i + 1 < argc) {
+      trace = true;
+      trace_diag = static_cast<uint32_t>(std::strtoul(argv[++i], nullptr, 0));
     } else if (a == "--trace") {
       trace = true;
     } else if (positional == 0) {
@@ -272,6 +277,7 @@ int main(int argc, char** argv) {
     auto* d_trace = device_alloc<unsigned long long>(events + 2 * plan.grid);
     LOOM_CUDA_CHECK(cudaMemset(d_trace, 0, (events + 2 * plan.grid) * 8));
     a.trace = d_trace;
+    a.diag = trace_diag;
     loom::cuda::launch_persistent_decode(a, plan, stream);
     LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));
     std::vector<unsigned long long> t(events + 2 * plan.grid);
@@ -365,6 +371,8 @@ int main(int argc, char** argv) {
         *lo, *hi, m1, corr);
     j["trace"]["gate_up_us_per_cta"] = {first, second};
     j["trace"]["gate_up_launch_correlation"] = corr;
+    j["trace"]["diag"] = trace_diag;
+    a.diag = 0;
   }
   if (!out_path.empty()) std::ofstream(out_path) << j.dump(2) << "\n";
   return 0;
