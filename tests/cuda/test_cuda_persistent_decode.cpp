@@ -116,6 +116,45 @@ TEST(CudaPersistentDecode, MatchesLayerByLayerKernels) {
   }
 }
 
+// Long contexts: with head_dim 64, splits of at least kPersistentRoundsMinKeys keys take the
+// attention's other inner loop (lanes over keys). A model of 8 KV heads (so the context is cut
+// into few splits), a prompt long enough for every split to take that loop (fed in chunks),
+// then decode steps, against the layer-by-layer kernels.
+TEST(CudaPersistentDecode, LongContextsMatchToo) {
+  LOOM_REQUIRE_GPU();
+  ModelConfig c = small_llama_config();
+  c.num_layers = 2;
+  c.num_heads = 32;
+  c.num_kv_heads = 8;
+  c.max_context = 8192;
+  if (!persistent_runs(c)) GTEST_SKIP() << "no persistent kernel on this GPU";
+  const cuda::PersistentDecodePlan plan = cuda::plan_persistent_decode(
+      c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim);
+  const int32_t prompt = plan.attn_splits * cuda::kPersistentRoundsMinKeys + 200;
+  if (prompt + 8 > c.max_context) GTEST_SKIP() << "too many splits for this test's context";
+  auto p = make_backend(c, true), r = make_backend(c, false);
+  ASSERT_TRUE(p && r);
+  const int32_t V = p->vocab_size();
+  ManualSeq sp = seq(random_tokens(prompt, 99, V), 0, (prompt + 8) / kBlockSize + 1), sr = sp;
+  std::vector<float> lp(V, NAN), lr(V, NAN);
+  for (int32_t done = 0; done < prompt;) {
+    const int32_t n = std::min(1000, prompt - done);
+    p->forward(make_batch({&sp}, {n}, kBlockSize), lp.data());
+    r->forward(make_batch({&sr}, {n}, kBlockSize), lr.data());
+    done += n;
+  }
+  expect_close(lp, lr, V, "prompt of " + std::to_string(prompt));
+  for (int32_t step = 0; step < 4; ++step) {
+    const TokenId next = top_ids(lr.data(), V, 1)[0];
+    sp.tokens.push_back(next);
+    sr.tokens.push_back(next);
+    std::fill(lp.begin(), lp.end(), NAN);
+    p->forward(make_batch({&sp}, {1}, kBlockSize), lp.data());
+    r->forward(make_batch({&sr}, {1}, kBlockSize), lr.data());
+    expect_close(lp, lr, V, "context " + std::to_string(prompt + step + 1));
+  }
+}
+
 // The output layer runs in chunks of at most a CTA's row-sum room: vocabularies of many chunks a
 // CTA, with rows smaller than a ring stage (hidden 512: 32 rows a stage, more than the room) and
 // larger (hidden 1024), against the output layer of the layered path.

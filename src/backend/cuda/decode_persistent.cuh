@@ -75,6 +75,10 @@ struct PersistentLayer {
   const float* qkv_bias = nullptr;  // [q_dim + 2 kv_dim] or null
 };
 
+// head_dim 64: the attention takes its keys with lanes over keys (decode_persistent_attention.cuh)
+// in context splits of at least this many keys, with lanes over dims in shorter ones.
+constexpr int32_t kPersistentRoundsMinKeys = 256;
+
 // The launch's shape, fixed for a model on a GPU (plan_persistent_decode).
 // Bytes of one ring stage (one bulk copy).
 constexpr int32_t kPersistentStageBytes = 32768;

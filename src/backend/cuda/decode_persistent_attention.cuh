@@ -168,13 +168,6 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
   }
   consumer_sync();
 
-  // Online softmax over this warp's keys, kKeys consecutive keys at a time: their loads and
-  // their score reductions together, then one update of the running max per chunk.
-  float q[GM][DPL];
-#pragma unroll
-  for (int g = 0; g < GM; ++g)
-#pragma unroll
-    for (int d = 0; d < DPL; ++d) q[g][d] = g < G ? q_s[g * D + lane * DPL + d] : 0.0f;
   float m[GM], l[GM], acc[GM][DPL];
 #pragma unroll
   for (int g = 0; g < GM; ++g) {
@@ -183,85 +176,202 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
 #pragma unroll
     for (int d = 0; d < DPL; ++d) acc[g][d] = 0.0f;
   }
-  // The next chunk's K and V are loaded while this one is computed (two chunks' loads in
-  // flight: at long contexts a warp takes many chunks, each an L2 round trip), and kept as bf16
-  // pairs until used (half the registers of floats). Not with 8 query heads a KV head: their
-  // queries and accumulators leave no registers for a second chunk (it spilled).
-  constexpr bool kPipelined = GM <= 4;
-  constexpr int kKeys = 4;
-  constexpr int kWords = DPL / 2;  // 32-bit words (bf16 pairs) of a lane's dims of a row
-  constexpr int32_t kChunkStride = kConsumerWarps * kKeys;
-  uint32_t kn[kKeys][kWords], vn[kKeys][kWords];
-  auto load_chunk = [&](int32_t jb) {
-    if (jb >= k1) return;
+  // Online softmax over this warp's keys, one of two ways (same results up to rounding):
+  //   chunks  lanes over dims: kKeys consecutive keys at a time, their loads and their score
+  //           reductions together, then one update of the running max per chunk;
+  //   rounds  lanes over keys (head_dim 64, splits of at least kRoundsMinKeys keys): 32 keys a
+  //           round, each lane dotting its key's K row with the queries in shared memory (no
+  //           warp reduction a score), one warp maximum per query head and round, then the
+  //           values with lanes over dims, each key's weight broadcast from its lane; every V word
+  //           of a round is loaded before the scores. A round is a longer chain of round trips
+  //           to L2 than a chunk, so it only wins where a warp would take 8 chunks or more
+  //           (H200, 1B, kernel with rounds everywhere: context 4,096 0.896 -> 0.833 ms, 16,384
+  //           1.485 -> 1.211; at 1,024 and below, and with head_dim 128 at 4,096, chunks are
+  //           faster).
+  auto attend_chunks = [&] {
+    float q[GM][DPL];
 #pragma unroll
-    for (int u = 0; u < kKeys; ++u) {
-      const int32_t j = min(jb + u, k1 - 1);  // past the end: a repeat, masked below
-      const int64_t block = kv_block(a, ctx, j);
-      const int32_t in_block = j % c.block_size;
-      const uint8_t* kr =
-          cache + c.value_byte_offset(block, layer, 0, h, in_block) + lane * DPL * 2;
-      const uint8_t* vr =
-          cache + c.value_byte_offset(block, layer, 1, h, in_block) + lane * DPL * 2;
-      if constexpr (kWords == 1) {
-        kn[u][0] = __ldcg(reinterpret_cast<const unsigned*>(kr));
-        vn[u][0] = __ldcg(reinterpret_cast<const unsigned*>(vr));
-      } else {
-        const uint2 kb = __ldcg(reinterpret_cast<const uint2*>(kr));
-        const uint2 vb = __ldcg(reinterpret_cast<const uint2*>(vr));
-        kn[u][0] = kb.x, kn[u][1] = kb.y, vn[u][0] = vb.x, vn[u][1] = vb.y;
+    for (int g = 0; g < GM; ++g)
+#pragma unroll
+      for (int d = 0; d < DPL; ++d) q[g][d] = g < G ? q_s[g * D + lane * DPL + d] : 0.0f;
+    // The next chunk's K and V are loaded while this one is computed (two chunks' loads in
+    // flight: at long contexts a warp takes many chunks, each an L2 round trip), and kept as bf16
+    // pairs until used (half the registers of floats). Not with 8 query heads a KV head: their
+    // queries and accumulators leave no registers for a second chunk (it spilled).
+    constexpr bool kPipelined = GM <= 4;
+    constexpr int kKeys = 4;
+    constexpr int kWords = DPL / 2;  // 32-bit words (bf16 pairs) of a lane's dims of a row
+    constexpr int32_t kChunkStride = kConsumerWarps * kKeys;
+    uint32_t kn[kKeys][kWords], vn[kKeys][kWords];
+    auto load_chunk = [&](int32_t jb) {
+      if (jb >= k1) return;
+#pragma unroll
+      for (int u = 0; u < kKeys; ++u) {
+        const int32_t j = min(jb + u, k1 - 1);  // past the end: a repeat, masked below
+        const int64_t block = kv_block(a, ctx, j);
+        const int32_t in_block = j % c.block_size;
+        const uint8_t* kr =
+            cache + c.value_byte_offset(block, layer, 0, h, in_block) + lane * DPL * 2;
+        const uint8_t* vr =
+            cache + c.value_byte_offset(block, layer, 1, h, in_block) + lane * DPL * 2;
+        if constexpr (kWords == 1) {
+          kn[u][0] = __ldcg(reinterpret_cast<const unsigned*>(kr));
+          vn[u][0] = __ldcg(reinterpret_cast<const unsigned*>(vr));
+        } else {
+          const uint2 kb = __ldcg(reinterpret_cast<const uint2*>(kr));
+          const uint2 vb = __ldcg(reinterpret_cast<const uint2*>(vr));
+          kn[u][0] = kb.x, kn[u][1] = kb.y, vn[u][0] = vb.x, vn[u][1] = vb.y;
+        }
+      }
+    };
+    // Dim 2w (low half) and 2w + 1 (high half) of a bf16 pair.
+    auto lo = [](uint32_t w) { return __uint_as_float(w << 16); };
+    auto hi = [](uint32_t w) { return __uint_as_float(w & 0xffff0000u); };
+    if constexpr (kPipelined) load_chunk(k0 + warp * kKeys);
+    for (int32_t jb = k0 + warp * kKeys; jb < k1; jb += kChunkStride) {
+      if constexpr (!kPipelined) load_chunk(jb);
+      uint32_t kc[kKeys][kWords], vc[kKeys][kWords];  // this chunk's (converted where used)
+#pragma unroll
+      for (int u = 0; u < kKeys; ++u)
+#pragma unroll
+        for (int w = 0; w < kWords; ++w) kc[u][w] = kn[u][w], vc[u][w] = vn[u][w];
+      if constexpr (kPipelined) load_chunk(jb + kChunkStride);
+#pragma unroll
+      for (int g = 0; g < GM; ++g) {
+        if (g >= G) break;
+        float sc[kKeys];
+#pragma unroll
+        for (int u = 0; u < kKeys; ++u) {
+          sc[u] = 0.0f;
+#pragma unroll
+          for (int w = 0; w < kWords; ++w) {
+            sc[u] = fmaf(q[g][2 * w], lo(kc[u][w]), sc[u]);
+            sc[u] = fmaf(q[g][2 * w + 1], hi(kc[u][w]), sc[u]);
+          }
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+          for (int u = 0; u < kKeys; ++u) sc[u] += __shfl_xor_sync(0xffffffffu, sc[u], o);
+        float m_new = m[g];
+#pragma unroll
+        for (int u = 0; u < kKeys; ++u)
+          if (jb + u < k1) m_new = fmaxf(m_new, sc[u]);
+        const float corr = exp2f(m[g] - m_new);
+        l[g] *= corr;
+#pragma unroll
+        for (int d = 0; d < DPL; ++d) acc[g][d] *= corr;
+#pragma unroll
+        for (int u = 0; u < kKeys; ++u) {
+          const float p = jb + u < k1 ? exp2f(sc[u] - m_new) : 0.0f;
+          l[g] += p;
+#pragma unroll
+          for (int w = 0; w < kWords; ++w) {
+            acc[g][2 * w] = fmaf(p, lo(vc[u][w]), acc[g][2 * w]);
+            acc[g][2 * w + 1] = fmaf(p, hi(vc[u][w]), acc[g][2 * w + 1]);
+          }
+        }
+        m[g] = m_new;
       }
     }
   };
-  // Dim 2w (low half) and 2w + 1 (high half) of a bf16 pair.
-  auto lo = [](uint32_t w) { return __uint_as_float(w << 16); };
-  auto hi = [](uint32_t w) { return __uint_as_float(w & 0xffff0000u); };
-  if constexpr (kPipelined) load_chunk(k0 + warp * kKeys);
-  for (int32_t jb = k0 + warp * kKeys; jb < k1; jb += kChunkStride) {
-    if constexpr (!kPipelined) load_chunk(jb);
-    uint32_t kc[kKeys][kWords], vc[kKeys][kWords];  // this chunk's (converted where used)
+  auto attend_rounds = [&] {
+    constexpr int kWords = DPL / 2;  // 32-bit words (bf16 pairs) of a lane's dims of a V row
+    constexpr int32_t kRowBytes = D * 2;
+    const int32_t bs = c.block_size;
+    const int64_t block_bytes = c.block_bytes();
+    const int64_t kbase = c.row_in_block(layer, 0, h, 0) * kRowBytes,
+                  vbase = c.row_in_block(layer, 1, h, 0) * kRowBytes;
+    auto lo = [](uint32_t w) { return __uint_as_float(w << 16); };
+    auto hi = [](uint32_t w) { return __uint_as_float(w & 0xffff0000u); };
+    for (int32_t jb = k0 + warp * 32; jb < k1; jb += kConsumerWarps * 32) {
+      const int32_t j = jb + lane;
+      const bool valid = j < k1;
+      const int32_t jc = valid ? j : k1 - 1;
+      const int32_t blk = static_cast<int32_t>(kv_block(a, ctx, jc));
+      const int32_t n = min(32, k1 - jb);  // keys of this round (warp-uniform)
+      uint32_t vw[32][kWords];             // key u's V words of this lane's dims
 #pragma unroll
-    for (int u = 0; u < kKeys; ++u)
-#pragma unroll
-      for (int w = 0; w < kWords; ++w) kc[u][w] = kn[u][w], vc[u][w] = vn[u][w];
-    if constexpr (kPipelined) load_chunk(jb + kChunkStride);
-#pragma unroll
-    for (int g = 0; g < GM; ++g) {
-      if (g >= G) break;
-      float sc[kKeys];
-#pragma unroll
-      for (int u = 0; u < kKeys; ++u) {
-        sc[u] = 0.0f;
-#pragma unroll
-        for (int w = 0; w < kWords; ++w) {
-          sc[u] = fmaf(q[g][2 * w], lo(kc[u][w]), sc[u]);
-          sc[u] = fmaf(q[g][2 * w + 1], hi(kc[u][w]), sc[u]);
+      for (int u = 0; u < 32; ++u) {
+        const int32_t jj = min(u, n - 1);  // past the round's keys: a repeat, weight 0
+        const int64_t b = __shfl_sync(0xffffffffu, blk, jj);
+        const uint8_t* vr =
+            cache + b * block_bytes + vbase + ((jb + jj) % bs) * kRowBytes + lane * DPL * 2;
+        if constexpr (kWords == 1) {
+          vw[u][0] = __ldcg(reinterpret_cast<const unsigned*>(vr));
+        } else {
+          const uint2 vb = __ldcg(reinterpret_cast<const uint2*>(vr));
+          vw[u][0] = vb.x, vw[u][1] = vb.y;
         }
       }
+      const uint4* krow =
+          reinterpret_cast<const uint4*>(cache + blk * block_bytes + kbase + (jc % bs) * kRowBytes);
+      float sc[GM];
 #pragma unroll
-      for (int o = 16; o > 0; o >>= 1)
+      for (int g = 0; g < GM; ++g) sc[g] = 0.0f;
 #pragma unroll
-        for (int u = 0; u < kKeys; ++u) sc[u] += __shfl_xor_sync(0xffffffffu, sc[u], o);
-      float m_new = m[g];
+      for (int c0 = 0; c0 < D / 8; c0 += 4) {
+        uint4 kv[4];
 #pragma unroll
-      for (int u = 0; u < kKeys; ++u)
-        if (jb + u < k1) m_new = fmaxf(m_new, sc[u]);
-      const float corr = exp2f(m[g] - m_new);
-      l[g] *= corr;
+        for (int u = 0; u < 4; ++u) kv[u] = __ldcg(krow + c0 + u);
 #pragma unroll
-      for (int d = 0; d < DPL; ++d) acc[g][d] *= corr;
+        for (int u = 0; u < 4; ++u)
 #pragma unroll
-      for (int u = 0; u < kKeys; ++u) {
-        const float p = jb + u < k1 ? exp2f(sc[u] - m_new) : 0.0f;
-        l[g] += p;
-#pragma unroll
-        for (int w = 0; w < kWords; ++w) {
-          acc[g][2 * w] = fmaf(p, lo(vc[u][w]), acc[g][2 * w]);
-          acc[g][2 * w + 1] = fmaf(p, hi(vc[u][w]), acc[g][2 * w + 1]);
-        }
+          for (int g = 0; g < GM; ++g) {
+            if (g >= G) break;
+            const float4* q4 = reinterpret_cast<const float4*>(q_s + g * D + (c0 + u) * 8);
+            const float4 qa = q4[0], qb = q4[1];
+            float t = sc[g];
+            t = fmaf(qa.x, lo(kv[u].x), t);
+            t = fmaf(qa.y, hi(kv[u].x), t);
+            t = fmaf(qa.z, lo(kv[u].y), t);
+            t = fmaf(qa.w, hi(kv[u].y), t);
+            t = fmaf(qb.x, lo(kv[u].z), t);
+            t = fmaf(qb.y, hi(kv[u].z), t);
+            t = fmaf(qb.z, lo(kv[u].w), t);
+            sc[g] = fmaf(qb.w, hi(kv[u].w), t);
+          }
       }
-      m[g] = m_new;
+      // sc becomes this lane's key's weight under the new running maximum; l is this lane's
+      // share of the sum.
+#pragma unroll
+      for (int g = 0; g < GM; ++g) {
+        if (g >= G) break;
+        const float sg = valid ? sc[g] : -INFINITY;
+        float mr = sg;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) mr = fmaxf(mr, __shfl_xor_sync(0xffffffffu, mr, o));
+        const float m_new = fmaxf(m[g], mr);  // finite: lane 0's key is in range
+        const float corr = exp2f(m[g] - m_new);
+        sc[g] = exp2f(sg - m_new);
+        l[g] = l[g] * corr + sc[g];
+#pragma unroll
+        for (int d = 0; d < DPL; ++d) acc[g][d] *= corr;
+        m[g] = m_new;
+      }
+#pragma unroll
+      for (int u = 0; u < 32; ++u)
+#pragma unroll
+        for (int g = 0; g < GM; ++g) {
+          if (g >= G) break;
+          const float pj = __shfl_sync(0xffffffffu, sc[g], u);  // 0 past the round's keys
+#pragma unroll
+          for (int w = 0; w < kWords; ++w) {
+            acc[g][2 * w] = fmaf(pj, lo(vw[u][w]), acc[g][2 * w]);
+            acc[g][2 * w + 1] = fmaf(pj, hi(vw[u][w]), acc[g][2 * w + 1]);
+          }
+        }
     }
+#pragma unroll
+    for (int g = 0; g < GM; ++g) l[g] = warp_sum(l[g]);
+  };
+  if constexpr (D == 64) {
+    if (k1 - k0 >= kRoundsMinKeys)  // CTA-uniform
+      attend_rounds();
+    else
+      attend_chunks();
+  } else {
+    attend_chunks();
   }
   // The warps' partials meet in shared memory.
 #pragma unroll
