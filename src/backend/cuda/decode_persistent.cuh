@@ -26,10 +26,12 @@
 //          its rows of W_qkv -> qkv (f32, bias added)
 //   attn   CTA (kv head h, split s) of num_kv_heads x splits (splits of >= 32 keys): RoPE of
 //          the group's queries and, in the split holding the new token, of its key, whose K/V it
-//          writes into the paged cache; online softmax over its keys; (max, sum, output) to a
-//          workspace (exchange words); split 0 of each head merges the splits as they arrive
-//          into attn (bf16 pairs). (Its K/V rows are not asked of L2 ahead: with the weights
-//          copied as evict-first, a prefetch at the layer's start cost more than it hid.)
+//          writes into the paged cache; online softmax over its keys (warps over 4-key chunks,
+//          lanes over dims; head_dim 64 splits of >= kPersistentRoundsMinKeys: lanes over keys,
+//          32 a round); (max, sum, output) to a workspace (exchange words); split 0 of each
+//          head merges the splits as they arrive into attn (bf16 pairs). (Its K/V rows are not
+//          asked of L2 ahead: with the weights copied as evict-first, a prefetch at the layer's
+//          start cost more than it hid.)
 //   o      attn into shared memory; its rows of W_o, added into x (the residual stream)
 //   gate   RMSNorm(x); its outputs n of W_gate_up (gate row n and up row ffn + n) ->
 //          act[n] = silu(gate) * up (bf16 pairs: a CTA's share of n is even)
