@@ -82,16 +82,20 @@ void expect_close(const std::vector<float>& a, const std::vector<float>& b, int3
   EXPECT_NE(std::find(ta.begin(), ta.end(), tb[0]), ta.end()) << what;
 }
 
-// Prefill `prompt` tokens (one token: a one-token step itself), then greedy decode steps, on
-// both backends; every step's logits compared.
+// Prefill `prompt` tokens in chunks of at most `chunk` (one token: a one-token step itself), then
+// greedy decode steps, on both backends; every step's logits compared (the prefill's last).
 void compare_decode(Backend& persistent, Backend& layered, int32_t prompt, int32_t steps,
-                    const std::string& what) {
+                    const std::string& what, int32_t chunk = 1 << 30) {
   const int32_t V = persistent.vocab_size();
   const int32_t blocks = (prompt + steps) / kBlockSize + 1;
   ManualSeq p = seq(random_tokens(prompt, 7 + prompt, V), 0, blocks), r = p;
   std::vector<float> lp(V, NAN), lr(V, NAN);
-  persistent.forward(make_batch({&p}, {prompt}, kBlockSize), lp.data());
-  layered.forward(make_batch({&r}, {prompt}, kBlockSize), lr.data());
+  for (int32_t done = 0; done < prompt;) {
+    const int32_t n = std::min(chunk, prompt - done);
+    persistent.forward(make_batch({&p}, {n}, kBlockSize), lp.data());
+    layered.forward(make_batch({&r}, {n}, kBlockSize), lr.data());
+    done += n;
+  }
   expect_close(lp, lr, V, what + ", prompt of " + std::to_string(prompt));
   for (int32_t step = 0; step < steps; ++step) {
     const TokenId next = top_ids(lr.data(), V, 1)[0];
@@ -134,25 +138,7 @@ TEST(CudaPersistentDecode, LongContextsMatchToo) {
   if (prompt + 8 > c.max_context) GTEST_SKIP() << "too many splits for this test's context";
   auto p = make_backend(c, true), r = make_backend(c, false);
   ASSERT_TRUE(p && r);
-  const int32_t V = p->vocab_size();
-  ManualSeq sp = seq(random_tokens(prompt, 99, V), 0, (prompt + 8) / kBlockSize + 1), sr = sp;
-  std::vector<float> lp(V, NAN), lr(V, NAN);
-  for (int32_t done = 0; done < prompt;) {
-    const int32_t n = std::min(1000, prompt - done);
-    p->forward(make_batch({&sp}, {n}, kBlockSize), lp.data());
-    r->forward(make_batch({&sr}, {n}, kBlockSize), lr.data());
-    done += n;
-  }
-  expect_close(lp, lr, V, "prompt of " + std::to_string(prompt));
-  for (int32_t step = 0; step < 4; ++step) {
-    const TokenId next = top_ids(lr.data(), V, 1)[0];
-    sp.tokens.push_back(next);
-    sr.tokens.push_back(next);
-    std::fill(lp.begin(), lp.end(), NAN);
-    p->forward(make_batch({&sp}, {1}, kBlockSize), lp.data());
-    r->forward(make_batch({&sr}, {1}, kBlockSize), lr.data());
-    expect_close(lp, lr, V, "context " + std::to_string(prompt + step + 1));
-  }
+  compare_decode(*p, *r, prompt, 4, "long context", /*chunk=*/1000);
 }
 
 // The output layer runs in chunks of at most a CTA's row-sum room: vocabularies of many chunks a

@@ -176,6 +176,9 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
 #pragma unroll
     for (int d = 0; d < DPL; ++d) acc[g][d] = 0.0f;
   }
+  // Dim 2w (low half) and 2w + 1 (high half) of a bf16 pair.
+  auto lo = [](uint32_t w) { return __uint_as_float(w << 16); };
+  auto hi = [](uint32_t w) { return __uint_as_float(w & 0xffff0000u); };
   // Online softmax over this warp's keys, one of two ways (same results up to rounding):
   //   chunks  lanes over dims: kKeys consecutive keys at a time, their loads and their score
   //           reductions together, then one update of the running max per chunk;
@@ -224,9 +227,6 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
         }
       }
     };
-    // Dim 2w (low half) and 2w + 1 (high half) of a bf16 pair.
-    auto lo = [](uint32_t w) { return __uint_as_float(w << 16); };
-    auto hi = [](uint32_t w) { return __uint_as_float(w & 0xffff0000u); };
     if constexpr (kPipelined) load_chunk(k0 + warp * kKeys);
     for (int32_t jb = k0 + warp * kKeys; jb < k1; jb += kChunkStride) {
       if constexpr (!kPipelined) load_chunk(jb);
@@ -282,8 +282,6 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
     const int64_t block_bytes = c.block_bytes();
     const int64_t kbase = c.row_in_block(layer, 0, h, 0) * kRowBytes,
                   vbase = c.row_in_block(layer, 1, h, 0) * kRowBytes;
-    auto lo = [](uint32_t w) { return __uint_as_float(w << 16); };
-    auto hi = [](uint32_t w) { return __uint_as_float(w & 0xffff0000u); };
     for (int32_t jb = k0 + warp * 32; jb < k1; jb += kConsumerWarps * 32) {
       const int32_t j = jb + lane;
       const bool valid = j < k1;
@@ -386,7 +384,7 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
   }
   consumer_sync();
   uint64_t* ws = io.partial;
-  float* out_s = q_s;  // the queries are in registers by now: [G][D] f32, the outputs
+  float* out_s = q_s;  // the queries are no longer read by now: [G][D] f32, the outputs
   for (int32_t i = threadIdx.x; i < G * D; i += kConsumers) {
     const int32_t g = i / D, d = i % D;
     float mx = -INFINITY;
