@@ -53,8 +53,9 @@ std::vector<Shape> shapes() {
           {"head_dim 64, group 8, interleaved RoPE", g8}};
 }
 
-std::unique_ptr<Backend> make_backend(const ModelConfig& c, bool persistent, bool graphs = true) {
-  CudaBackendOptions o = test_backend_options(kBlockSize);
+std::unique_ptr<Backend> make_backend(const ModelConfig& c, bool persistent, bool graphs = true,
+                                      int32_t block_size = kBlockSize) {
+  CudaBackendOptions o = test_backend_options(block_size);
   o.swap_space_bytes = size_t{4} << 20;
   o.max_num_batched_tokens = 1200;
   o.persistent_decode = persistent;
@@ -85,15 +86,16 @@ void expect_close(const std::vector<float>& a, const std::vector<float>& b, int3
 // Prefill `prompt` tokens in chunks of at most `chunk` (one token: a one-token step itself), then
 // greedy decode steps, on both backends; every step's logits compared (the prefill's last).
 void compare_decode(Backend& persistent, Backend& layered, int32_t prompt, int32_t steps,
-                    const std::string& what, int32_t chunk = 1 << 30) {
+                    const std::string& what, int32_t chunk = 1 << 30,
+                    int32_t block_size = kBlockSize) {
   const int32_t V = persistent.vocab_size();
-  const int32_t blocks = (prompt + steps) / kBlockSize + 1;
+  const int32_t blocks = (prompt + steps) / block_size + 1;
   ManualSeq p = seq(random_tokens(prompt, 7 + prompt, V), 0, blocks), r = p;
   std::vector<float> lp(V, NAN), lr(V, NAN);
   for (int32_t done = 0; done < prompt;) {
     const int32_t n = std::min(chunk, prompt - done);
-    persistent.forward(make_batch({&p}, {n}, kBlockSize), lp.data());
-    layered.forward(make_batch({&r}, {n}, kBlockSize), lr.data());
+    persistent.forward(make_batch({&p}, {n}, block_size), lp.data());
+    layered.forward(make_batch({&r}, {n}, block_size), lr.data());
     done += n;
   }
   expect_close(lp, lr, V, what + ", prompt of " + std::to_string(prompt));
@@ -102,8 +104,8 @@ void compare_decode(Backend& persistent, Backend& layered, int32_t prompt, int32
     p.tokens.push_back(next);
     r.tokens.push_back(next);
     std::fill(lp.begin(), lp.end(), NAN);
-    persistent.forward(make_batch({&p}, {1}, kBlockSize), lp.data());
-    layered.forward(make_batch({&r}, {1}, kBlockSize), lr.data());
+    persistent.forward(make_batch({&p}, {1}, block_size), lp.data());
+    layered.forward(make_batch({&r}, {1}, block_size), lr.data());
     expect_close(lp, lr, V,
                  what + ", context " + std::to_string(prompt + step + 1) + " (step " +
                      std::to_string(step) + ")");
@@ -120,10 +122,10 @@ TEST(CudaPersistentDecode, MatchesLayerByLayerKernels) {
   }
 }
 
-// Long contexts: with head_dim 64, splits of at least kPersistentRoundsMinKeys keys take the
-// attention's other inner loop (lanes over keys). A model of 8 KV heads (so the context is cut
-// into few splits), a prompt long enough for every split to take that loop (fed in chunks),
-// then decode steps, against the layer-by-layer kernels.
+// Long contexts: splits of many 16-key blocks, each warp taking several (the key loop's running
+// maximum and sum carried across blocks). A model of 8 KV heads (so the context is cut into few
+// splits), a prompt of at least 256 keys a split (fed in chunks), then decode steps, against the
+// layer-by-layer kernels.
 TEST(CudaPersistentDecode, LongContextsMatchToo) {
   LOOM_REQUIRE_GPU();
   ModelConfig c = small_llama_config();
@@ -134,11 +136,22 @@ TEST(CudaPersistentDecode, LongContextsMatchToo) {
   if (!persistent_runs(c)) GTEST_SKIP() << "no persistent kernel on this GPU";
   const cuda::PersistentDecodePlan plan = cuda::plan_persistent_decode(
       c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim);
-  const int32_t prompt = plan.attn_splits * cuda::kPersistentRoundsMinKeys + 200;
+  const int32_t prompt = plan.attn_splits * 256 + 200;
   if (prompt + 8 > c.max_context) GTEST_SKIP() << "too many splits for this test's context";
   auto p = make_backend(c, true), r = make_backend(c, false);
   ASSERT_TRUE(p && r);
   compare_decode(*p, *r, prompt, 4, "long context", /*chunk=*/1000);
+}
+
+// KV blocks of 8 tokens: a 16-key block of the attention's key loop spans two of them (each key's
+// row looked up on its own), and splits start inside a KV block.
+TEST(CudaPersistentDecode, SmallKvBlocksMatchToo) {
+  LOOM_REQUIRE_GPU();
+  const ModelConfig c = small_llama_config();
+  if (!persistent_runs(c)) GTEST_SKIP() << "no persistent kernel on this GPU";
+  auto p = make_backend(c, true, true, 8), r = make_backend(c, false, true, 8);
+  ASSERT_TRUE(p && r);
+  for (int32_t prompt : {29, 700}) compare_decode(*p, *r, prompt, 3, "KV blocks of 8", 1 << 30, 8);
 }
 
 // The output layer runs in chunks of at most a CTA's row-sum room: vocabularies of many chunks a

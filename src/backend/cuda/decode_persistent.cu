@@ -34,9 +34,11 @@ Layout make_layout(int32_t hidden, int32_t ffn, int32_t num_heads, int32_t num_k
   l.stages = stages;
   const int64_t x_bytes = int64_t{std::max({hidden, ffn, num_heads * head_dim})} * 2;
   const int64_t group = num_heads / num_kv_heads;
-  // q [group][D] + warp partial outputs [warps][group][D] + their (max, sum) [warps][group][2].
+  // q [group][D] + warp partial outputs [warps][group][D] + their (max, sum) [warps][group][2]
+  // (f32), then q as bf16 A fragments [D / 32][32] x 16 bytes.
   const int64_t attn_bytes = 4 * (group * head_dim + int64_t{kConsumerWarps} * group * head_dim +
-                                  int64_t{kConsumerWarps} * group * 2);
+                                  int64_t{kConsumerWarps} * group * 2) +
+                             int64_t{head_dim} * 16;
   l.scratch = stages * kStageBytes;
   l.acc = l.scratch + align_up(std::max(x_bytes, attn_bytes), 128);
   l.own = l.acc + align_up(int64_t{kConsumerWarps} * acc_rows * 4, 128);

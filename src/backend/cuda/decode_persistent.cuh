@@ -24,11 +24,11 @@
 // layer). Per layer:
 //   qkv    every CTA: RMSNorm(x) into shared memory (bf16, as the norm kernel would write it);
 //          its rows of W_qkv -> qkv (f32, bias added)
-//   attn   CTA (kv head h, split s) of num_kv_heads x splits (splits of >= 32 keys): RoPE of
-//          the group's queries and, in the split holding the new token, of its key, whose K/V it
-//          writes into the paged cache; online softmax over its keys (warps over 4-key chunks,
-//          lanes over dims; head_dim 64 splits of >= kPersistentRoundsMinKeys: lanes over keys,
-//          32 a round); (max, sum, output) to a workspace (exchange words); split 0 of each
+//   attn   CTA (kv head h, split s) of num_kv_heads x splits (splits of >= 32 keys, whole
+//          16-key blocks): RoPE of the group's queries and, in the split holding the new token,
+//          of its key, whose K/V it writes into the paged cache; online softmax over its keys on
+//          the tensor cores (warps over 16-key blocks, as attention_decode_mma.cu); (max, sum,
+//          output) to a workspace (exchange words); split 0 of each
 //          head merges the splits as they arrive into attn (bf16 pairs). (Its K/V rows are not
 //          asked of L2 ahead: with the weights copied as evict-first, a prefetch at the layer's
 //          start cost more than it hid.)
@@ -76,10 +76,6 @@ struct PersistentLayer {
   const float* ffn_norm = nullptr;
   const float* qkv_bias = nullptr;  // [q_dim + 2 kv_dim] or null
 };
-
-// head_dim 64: the attention takes its keys with lanes over keys (decode_persistent_attention.cuh)
-// in context splits of at least this many keys, with lanes over dims in shorter ones.
-constexpr int32_t kPersistentRoundsMinKeys = 256;
 
 // The launch's shape, fixed for a model on a GPU (plan_persistent_decode).
 // Bytes of one ring stage (one bulk copy).

@@ -27,11 +27,14 @@ __device__ __forceinline__ bool attention_share(const PersistentDecodeArgs& a, i
                                                 int32_t pos, int32_t* used, int32_t* h, int32_t* s,
                                                 int32_t* k0, int32_t* k1) {
   const int32_t L = pos + 1;
-  *used = max(1, min(splits, (L + kMinKeysPerSplit - 1) / kMinKeysPerSplit));
+  // As many splits as give each at least kMinKeysPerSplit keys (at most `splits`), of whole
+  // 16-key blocks (the key loop's unit): fewer where rounding the keys up empties the last.
+  const int32_t want = max(1, min(splits, (L + kMinKeysPerSplit - 1) / kMinKeysPerSplit));
+  const int32_t per = ((L + want - 1) / want + 15) / 16 * 16;
+  *used = (L + per - 1) / per;
   if (static_cast<int32_t>(blockIdx.x) >= a.num_kv_heads * *used) return false;
   *h = blockIdx.x / *used;
   *s = blockIdx.x % *used;
-  const int32_t per = (L + *used - 1) / *used;
   *k0 = min(L, *s * per);
   *k1 = min(L, *k0 + per);
   return true;
@@ -80,13 +83,11 @@ __device__ __forceinline__ void store_attention(const float* out_s, int32_t h, i
 }
 
 // The attention phase of CTA (kv head h, split s); see the file comment of the .cuh. The context
-// is cut into as many splits as give each at least kMinKeysPerSplit keys (at most `splits`);
-// with one split the CTA writes the output itself. GM: the most query heads per KV head the
-// instance takes (its registers).
+// is cut into splits by attention_share; with one split the CTA writes the output itself. GM: the
+// most query heads per KV head the instance takes (its registers).
 template <int D, int GM>
 __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext& ctx, int32_t layer,
                           int32_t splits, char* scratch, const AttentionIo& io) {
-  constexpr int DPL = D / 32;  // dims a lane holds
   const int32_t KH = a.num_kv_heads, G = a.num_heads / KH;
   const int32_t pos = ctx.pos;
   int32_t used, h, s, k0, k1;
@@ -168,218 +169,143 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
   }
   consumer_sync();
 
-  float m[GM], l[GM], acc[GM][DPL];
-#pragma unroll
-  for (int g = 0; g < GM; ++g) {
-    m[g] = -INFINITY;
-    l[g] = 0.0f;
-#pragma unroll
-    for (int d = 0; d < DPL; ++d) acc[g][d] = 0.0f;
+  // The queries as the A fragments of S = Q K^T (bf16; attention_decode_mma.cu's layout, whose
+  // head dims are contracted in a permuted order): q_f[hq][lane] = {a0, a2 of k-step 2 hq, a0,
+  // a2 of k-step 2 hq + 1} of S row lane / 4, i.e. query head lane / 4 of the group at dims
+  // [8 (lane % 4) + 32 hq, + 8); rows past G are zeros. Reloaded from shared memory every block
+  // (their registers stay free for the loads in flight).
+  uint4* q_f = reinterpret_cast<uint4*>(ml + kConsumerWarps * G * 2);  // [D / 32][32]
+  for (int32_t i = threadIdx.x; i < D; i += kConsumers) {
+    const int32_t il = i % 32, r = il / 4, col = 8 * (il % 4) + 32 * (i / 32);
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (r < G) {
+      const float* qr = q_s + r * D + col;
+      v = make_uint4(pack_bf16(qr[0], qr[1]), pack_bf16(qr[2], qr[3]), pack_bf16(qr[4], qr[5]),
+                     pack_bf16(qr[6], qr[7]));
+    }
+    q_f[i] = v;
   }
-  // Dim 2w (low half) and 2w + 1 (high half) of a bf16 pair.
-  auto lo = [](uint32_t w) { return __uint_as_float(w << 16); };
-  auto hi = [](uint32_t w) { return __uint_as_float(w & 0xffff0000u); };
-  // Online softmax over this warp's keys, one of two ways (same results up to rounding):
-  //   chunks  lanes over dims: kKeys consecutive keys at a time, their loads and their score
-  //           reductions together, then one update of the running max per chunk;
-  //   rounds  lanes over keys (head_dim 64, splits of at least kRoundsMinKeys keys): 32 keys a
-  //           round, each lane dotting its key's K row with the queries in shared memory (no
-  //           warp reduction a score), one warp maximum per query head and round, then the
-  //           values with lanes over dims, each key's weight broadcast from its lane; every V word
-  //           of a round is loaded before the scores. A round is a longer chain of round trips
-  //           to L2 than a chunk, so it only wins where a warp would take 8 chunks or more
-  //           (H200, 1B, kernel with rounds everywhere: context 4,096 0.896 -> 0.833 ms, 16,384
-  //           1.485 -> 1.211; at 1,024 and below, and with head_dim 128 at 4,096, chunks are
-  //           faster).
-  auto attend_chunks = [&] {
-    float q[GM][DPL];
+  consumer_sync();
+
+  // Online softmax over the split's keys on the tensor cores (as attention_decode_mma.cu): warp w
+  // takes the 16-key blocks k0 + 16 (w + 8 i), each block's K and V rows all loaded before any is
+  // used. S = Q K^T: two n-tiles of 8 keys; lane (g, cl) loads keys 8n + g at dims
+  // [8 cl + 32 hq, + 8). O^T = V^T P^T: lane (g, cl) loads the V rows of keys 2cl, 2cl + 1,
+  // 2cl + 8, 2cl + 9 at dims [8 g + 64 hh, + 8); S's accumulators are P^T's B fragment as they
+  // are. o[mt] holds O[head 2cl (+1 for o[mt][1], o[mt][3])][dim 8g + 64 (mt / 4) + 2 (mt % 4)
+  // (+1 for o[mt][2], o[mt][3])]; m_r, l_r: S row g's running maximum (base 2) and this lane's
+  // share of its sum.
+  const int g = lane / 4, cl = lane % 4;
+  constexpr int32_t kRowBytes = D * 2;
+  constexpr uint32_t kLowHalves = 0x5410u, kHighHalves = 0x7632u;  // __byte_perm selectors
+  const int32_t bs = c.block_size;
+  const int64_t block_bytes = c.block_bytes();
+  const int64_t k_base = c.row_in_block(layer, 0, h, 0) * kRowBytes;
+  const int64_t v_base = c.row_in_block(layer, 1, h, 0) * kRowBytes;
+  auto part_of = [](const uint4& v, int i) {  // 32-bit word i
+    return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+  };
+  float o[D / 16][4];
 #pragma unroll
-    for (int g = 0; g < GM; ++g)
+  for (int mt = 0; mt < D / 16; ++mt)
 #pragma unroll
-      for (int d = 0; d < DPL; ++d) q[g][d] = g < G ? q_s[g * D + lane * DPL + d] : 0.0f;
-    // The next chunk's K and V are loaded while this one is computed (two chunks' loads in
-    // flight: at long contexts a warp takes many chunks, each an L2 round trip), and kept as bf16
-    // pairs until used (half the registers of floats). Not with 8 query heads a KV head: their
-    // queries and accumulators leave no registers for a second chunk (it spilled).
-    constexpr bool kPipelined = GM <= 4;
-    constexpr int kKeys = 4;
-    constexpr int kWords = DPL / 2;  // 32-bit words (bf16 pairs) of a lane's dims of a row
-    constexpr int32_t kChunkStride = kConsumerWarps * kKeys;
-    uint32_t kn[kKeys][kWords], vn[kKeys][kWords];
-    auto load_chunk = [&](int32_t jb) {
-      if (jb >= k1) return;
-#pragma unroll
-      for (int u = 0; u < kKeys; ++u) {
-        const int32_t j = min(jb + u, k1 - 1);  // past the end: a repeat, masked below
-        const int64_t block = kv_block(a, ctx, j);
-        const int32_t in_block = j % c.block_size;
-        const uint8_t* kr =
-            cache + c.value_byte_offset(block, layer, 0, h, in_block) + lane * DPL * 2;
-        const uint8_t* vr =
-            cache + c.value_byte_offset(block, layer, 1, h, in_block) + lane * DPL * 2;
-        if constexpr (kWords == 1) {
-          kn[u][0] = __ldcg(reinterpret_cast<const unsigned*>(kr));
-          vn[u][0] = __ldcg(reinterpret_cast<const unsigned*>(vr));
-        } else {
-          const uint2 kb = __ldcg(reinterpret_cast<const uint2*>(kr));
-          const uint2 vb = __ldcg(reinterpret_cast<const uint2*>(vr));
-          kn[u][0] = kb.x, kn[u][1] = kb.y, vn[u][0] = vb.x, vn[u][1] = vb.y;
-        }
-      }
+    for (int e = 0; e < 4; ++e) o[mt][e] = 0.0f;
+  float m_r = -INFINITY, l_r = 0.0f;
+  for (int32_t kb = k0 + 16 * warp; kb < k1; kb += 16 * kConsumerWarps) {
+    // Key kb + x's row in its block (null past the split: loaded as zeros, weight 0).
+    auto row = [&](int x) -> const uint8_t* {
+      const int32_t key = kb + x;
+      if (key >= k1) return nullptr;
+      return cache + kv_block(a, ctx, key) * block_bytes + int64_t{key % bs} * kRowBytes;
     };
-    if constexpr (kPipelined) load_chunk(k0 + warp * kKeys);
-    for (int32_t jb = k0 + warp * kKeys; jb < k1; jb += kChunkStride) {
-      if constexpr (!kPipelined) load_chunk(jb);
-      uint32_t kc[kKeys][kWords], vc[kKeys][kWords];  // this chunk's (converted where used)
+    auto load = [](const uint8_t* p) {
+      return p ? __ldcg(reinterpret_cast<const uint4*>(p)) : make_uint4(0, 0, 0, 0);
+    };
+    uint4 kr[2][D / 32], vr[4][D / 64];
 #pragma unroll
-      for (int u = 0; u < kKeys; ++u)
+    for (int n = 0; n < 2; ++n) {
+      const uint8_t* p = row(8 * n + g);
 #pragma unroll
-        for (int w = 0; w < kWords; ++w) kc[u][w] = kn[u][w], vc[u][w] = vn[u][w];
-      if constexpr (kPipelined) load_chunk(jb + kChunkStride);
-#pragma unroll
-      for (int g = 0; g < GM; ++g) {
-        if (g >= G) break;
-        float sc[kKeys];
-#pragma unroll
-        for (int u = 0; u < kKeys; ++u) {
-          sc[u] = 0.0f;
-#pragma unroll
-          for (int w = 0; w < kWords; ++w) {
-            sc[u] = fmaf(q[g][2 * w], lo(kc[u][w]), sc[u]);
-            sc[u] = fmaf(q[g][2 * w + 1], hi(kc[u][w]), sc[u]);
-          }
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-#pragma unroll
-          for (int u = 0; u < kKeys; ++u) sc[u] += __shfl_xor_sync(0xffffffffu, sc[u], o);
-        float m_new = m[g];
-#pragma unroll
-        for (int u = 0; u < kKeys; ++u)
-          if (jb + u < k1) m_new = fmaxf(m_new, sc[u]);
-        const float corr = exp2f(m[g] - m_new);
-        l[g] *= corr;
-#pragma unroll
-        for (int d = 0; d < DPL; ++d) acc[g][d] *= corr;
-#pragma unroll
-        for (int u = 0; u < kKeys; ++u) {
-          const float p = jb + u < k1 ? exp2f(sc[u] - m_new) : 0.0f;
-          l[g] += p;
-#pragma unroll
-          for (int w = 0; w < kWords; ++w) {
-            acc[g][2 * w] = fmaf(p, lo(vc[u][w]), acc[g][2 * w]);
-            acc[g][2 * w + 1] = fmaf(p, hi(vc[u][w]), acc[g][2 * w + 1]);
-          }
-        }
-        m[g] = m_new;
-      }
-    }
-  };
-  auto attend_rounds = [&] {
-    constexpr int kWords = DPL / 2;  // 32-bit words (bf16 pairs) of a lane's dims of a V row
-    constexpr int32_t kRowBytes = D * 2;
-    const int32_t bs = c.block_size;
-    const int64_t block_bytes = c.block_bytes();
-    const int64_t kbase = c.row_in_block(layer, 0, h, 0) * kRowBytes,
-                  vbase = c.row_in_block(layer, 1, h, 0) * kRowBytes;
-    for (int32_t jb = k0 + warp * 32; jb < k1; jb += kConsumerWarps * 32) {
-      const int32_t j = jb + lane;
-      const bool valid = j < k1;
-      const int32_t jc = valid ? j : k1 - 1;
-      const int32_t blk = static_cast<int32_t>(kv_block(a, ctx, jc));
-      const int32_t n = min(32, k1 - jb);  // keys of this round (warp-uniform)
-      uint32_t vw[32][kWords];             // key u's V words of this lane's dims
-#pragma unroll
-      for (int u = 0; u < 32; ++u) {
-        const int32_t jj = min(u, n - 1);  // past the round's keys: a repeat, weight 0
-        const int64_t b = __shfl_sync(0xffffffffu, blk, jj);
-        const uint8_t* vr =
-            cache + b * block_bytes + vbase + ((jb + jj) % bs) * kRowBytes + lane * DPL * 2;
-        if constexpr (kWords == 1) {
-          vw[u][0] = __ldcg(reinterpret_cast<const unsigned*>(vr));
-        } else {
-          const uint2 vb = __ldcg(reinterpret_cast<const uint2*>(vr));
-          vw[u][0] = vb.x, vw[u][1] = vb.y;
-        }
-      }
-      const uint4* krow =
-          reinterpret_cast<const uint4*>(cache + blk * block_bytes + kbase + (jc % bs) * kRowBytes);
-      float sc[GM];
-#pragma unroll
-      for (int g = 0; g < GM; ++g) sc[g] = 0.0f;
-#pragma unroll
-      for (int c0 = 0; c0 < D / 8; c0 += 4) {
-        uint4 kv[4];
-#pragma unroll
-        for (int u = 0; u < 4; ++u) kv[u] = __ldcg(krow + c0 + u);
-#pragma unroll
-        for (int u = 0; u < 4; ++u)
-#pragma unroll
-          for (int g = 0; g < GM; ++g) {
-            if (g >= G) break;
-            const float4* q4 = reinterpret_cast<const float4*>(q_s + g * D + (c0 + u) * 8);
-            const float4 qa = q4[0], qb = q4[1];
-            float t = sc[g];
-            t = fmaf(qa.x, lo(kv[u].x), t);
-            t = fmaf(qa.y, hi(kv[u].x), t);
-            t = fmaf(qa.z, lo(kv[u].y), t);
-            t = fmaf(qa.w, hi(kv[u].y), t);
-            t = fmaf(qb.x, lo(kv[u].z), t);
-            t = fmaf(qb.y, hi(kv[u].z), t);
-            t = fmaf(qb.z, lo(kv[u].w), t);
-            sc[g] = fmaf(qb.w, hi(kv[u].w), t);
-          }
-      }
-      // sc becomes this lane's key's weight under the new running maximum; l is this lane's
-      // share of the sum.
-#pragma unroll
-      for (int g = 0; g < GM; ++g) {
-        if (g >= G) break;
-        const float sg = valid ? sc[g] : -INFINITY;
-        float mr = sg;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) mr = fmaxf(mr, __shfl_xor_sync(0xffffffffu, mr, o));
-        const float m_new = fmaxf(m[g], mr);  // finite: lane 0's key is in range
-        const float corr = exp2f(m[g] - m_new);
-        sc[g] = exp2f(sg - m_new);
-        l[g] = l[g] * corr + sc[g];
-#pragma unroll
-        for (int d = 0; d < DPL; ++d) acc[g][d] *= corr;
-        m[g] = m_new;
-      }
-#pragma unroll
-      for (int u = 0; u < 32; ++u)
-#pragma unroll
-        for (int g = 0; g < GM; ++g) {
-          if (g >= G) break;
-          const float pj = __shfl_sync(0xffffffffu, sc[g], u);  // 0 past the round's keys
-#pragma unroll
-          for (int w = 0; w < kWords; ++w) {
-            acc[g][2 * w] = fmaf(pj, lo(vw[u][w]), acc[g][2 * w]);
-            acc[g][2 * w + 1] = fmaf(pj, hi(vw[u][w]), acc[g][2 * w + 1]);
-          }
-        }
+      for (int hq = 0; hq < D / 32; ++hq)
+        kr[n][hq] = load(p ? p + k_base + (8 * cl + 32 * hq) * 2 : nullptr);
     }
 #pragma unroll
-    for (int g = 0; g < GM; ++g) l[g] = warp_sum(l[g]);
-  };
-  if constexpr (D == 64) {
-    if (k1 - k0 >= kRoundsMinKeys)  // CTA-uniform
-      attend_rounds();
-    else
-      attend_chunks();
-  } else {
-    attend_chunks();
+    for (int i = 0; i < 4; ++i) {
+      const uint8_t* p = row(2 * cl + (i & 1) + 8 * (i >> 1));
+#pragma unroll
+      for (int hh = 0; hh < D / 64; ++hh)
+        vr[i][hh] = load(p ? p + v_base + (8 * g + 64 * hh) * 2 : nullptr);
+    }
+    // S (base-2 logits): s[n][0, 1] = S[head g][keys kb + 8n + 2cl, + 1] (s[n][2, 3]: zero rows).
+    float s[2][4];
+#pragma unroll
+    for (int n = 0; n < 2; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[n][e] = 0.0f;
+#pragma unroll
+    for (int hq = 0; hq < D / 32; ++hq) {
+      const uint4 q0 = q_f[hq * 32 + lane];
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const uint32_t qa[4] = {part_of(q0, 2 * j), 0u, part_of(q0, 2 * j + 1), 0u};
+#pragma unroll
+        for (int n = 0; n < 2; ++n)
+          mma_bf16(s[n], qa, part_of(kr[n][hq], 2 * j), part_of(kr[n][hq], 2 * j + 1));
+      }
+    }
+    if (kb + 16 > k1) {  // warp-uniform: the split's last block
+#pragma unroll
+      for (int n = 0; n < 2; ++n)
+#pragma unroll
+        for (int e = 0; e < 2; ++e)
+          if (kb + 8 * n + 2 * cl + e >= k1) s[n][e] = -INFINITY;
+    }
+    // Key kb is in the split, so every row's maximum is finite.
+    float mx = fmaxf(fmaxf(s[0][0], s[0][1]), fmaxf(s[1][0], s[1][1]));
+    mx = fmaxf(mx, m_r);
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float alpha = exp2f(m_r - mx);  // 0 while m_r is -inf
+    m_r = mx;
+    const float p00 = exp2f(s[0][0] - mx), p01 = exp2f(s[0][1] - mx);
+    const float p10 = exp2f(s[1][0] - mx), p11 = exp2f(s[1][1] - mx);
+    l_r = l_r * alpha + ((p00 + p01) + (p10 + p11));
+    const uint32_t pb0 = pack_bf16(p00, p01), pb1 = pack_bf16(p10, p11);
+    // O^T's columns are heads 2cl, 2cl + 1, whose rescale factors are in lanes 8cl, 8cl + 4.
+    const float a0 = __shfl_sync(0xffffffffu, alpha, 8 * cl);
+    const float a1 = __shfl_sync(0xffffffffu, alpha, 8 * cl + 4);
+#pragma unroll
+    for (int mt = 0; mt < D / 16; ++mt) {
+      o[mt][0] *= a0;
+      o[mt][1] *= a1;
+      o[mt][2] *= a0;
+      o[mt][3] *= a1;
+      const int hh = mt / 4, j = mt % 4;
+      const uint32_t w0 = part_of(vr[0][hh], j), w1 = part_of(vr[1][hh], j);
+      const uint32_t w8 = part_of(vr[2][hh], j), w9 = part_of(vr[3][hh], j);
+      const uint32_t va[4] = {__byte_perm(w0, w1, kLowHalves), __byte_perm(w0, w1, kHighHalves),
+                              __byte_perm(w8, w9, kLowHalves), __byte_perm(w8, w9, kHighHalves)};
+      mma_bf16(o[mt], va, pb0, pb1);
+    }
   }
-  // The warps' partials meet in shared memory.
+  l_r += __shfl_xor_sync(0xffffffffu, l_r, 1);
+  l_r += __shfl_xor_sync(0xffffffffu, l_r, 2);
+
+  // The warps' partials meet in shared memory (a warp without keys: m -inf, l 0, o 0).
+  if (cl == 0 && g < G) {
+    ml[(warp * G + g) * 2] = m_r;
+    ml[(warp * G + g) * 2 + 1] = l_r;
+  }
 #pragma unroll
-  for (int g = 0; g < GM; ++g) {
-    if (g >= G) break;
-#pragma unroll
-    for (int d = 0; d < DPL; ++d) part[(warp * G + g) * D + lane * DPL + d] = acc[g][d];
-    if (lane == 0) {
-      ml[(warp * G + g) * 2] = m[g];
-      ml[(warp * G + g) * 2 + 1] = l[g];
+  for (int mt = 0; mt < D / 16; ++mt) {
+    const int32_t d = 8 * g + 64 * (mt / 4) + 2 * (mt % 4);
+    if (2 * cl < G) {
+      part[(warp * G + 2 * cl) * D + d] = o[mt][0];
+      part[(warp * G + 2 * cl) * D + d + 1] = o[mt][2];
+    }
+    if (2 * cl + 1 < G) {
+      part[(warp * G + 2 * cl + 1) * D + d] = o[mt][1];
+      part[(warp * G + 2 * cl + 1) * D + d + 1] = o[mt][3];
     }
   }
   consumer_sync();

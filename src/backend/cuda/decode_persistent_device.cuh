@@ -30,8 +30,7 @@ constexpr int kRingStages = 5;
 constexpr int kRingInFlight = 2;
 constexpr int kMaxGroup = 8;          // query heads per KV head
 constexpr int kMaxSplits = 64;        // attention splits per KV head
-constexpr int kMinKeysPerSplit = 32;  // one chunk of 4 keys per consumer warp
-constexpr int kRoundsMinKeys = kPersistentRoundsMinKeys;
+constexpr int kMinKeysPerSplit = 32;  // two 16-key blocks of the attention's key loop
 constexpr int kTableEntries = 512;  // block-table entries of its keys a CTA keeps in shared memory
 constexpr int kRowAlign = 256;      // hidden, ffn, q_dim: multiples of this (512-byte rows)
 
