@@ -28,9 +28,14 @@ constexpr int kRingStages = 5;
 // helps with 2 in flight (3 / 4 / 5 stages: 1B 0.760 / 0.748 / 0.729, 8B 3.840 / 3.784 / 3.724):
 // it holds what lands while the consumers wait for other CTAs.
 constexpr int kRingInFlight = 2;
-constexpr int kMaxGroup = 8;          // query heads per KV head
-constexpr int kMaxSplits = 64;        // attention splits per KV head
-constexpr int kMinKeysPerSplit = 32;  // two 16-key blocks of the attention's key loop
+constexpr int kMaxGroup = 8;    // query heads per KV head
+constexpr int kMaxSplits = 64;  // attention splits per KV head
+// The attention's context splits (attention_share): keys a split takes at least; the context one
+// split takes alone (a 16-key block a consumer warp); the most splits while each would take fewer
+// than kOneSplitKeys keys (one round trip of the merge's, with up to 4 query heads a KV head).
+constexpr int kMinKeysPerSplit = 32;
+constexpr int kOneSplitKeys = 16 * kConsumerWarps;
+constexpr int kMergeSplits = 8;
 constexpr int kTableEntries = 512;  // block-table entries of its keys a CTA keeps in shared memory
 constexpr int kRowAlign = 256;      // hidden, ffn, q_dim: multiples of this (512-byte rows)
 
