@@ -143,6 +143,36 @@ TEST(CudaPersistentDecode, LongContextsMatchToo) {
   compare_decode(*p, *r, prompt, 4, "long context", /*chunk=*/1000);
 }
 
+// The new token's K/V rows come from shared memory, the split's other keys' from ring stages: the
+// new token in a stage's window with other keys (the other tests), alone in its split, and
+// starting a block right after its split's full stages. Contexts of the last two kinds found with
+// the kernel's own split rule, then a decode step each against the layer-by-layer kernels.
+TEST(CudaPersistentDecode, NewTokenAtAStageEdgeMatchesToo) {
+  LOOM_REQUIRE_GPU();
+  ModelConfig c = small_llama_config();
+  c.num_layers = 2;
+  c.num_heads = 32;
+  c.num_kv_heads = 8;
+  c.max_context = 8192;
+  if (!persistent_runs(c)) GTEST_SKIP() << "no persistent kernel on this GPU";
+  const cuda::PersistentDecodePlan plan = cuda::plan_persistent_decode(
+      c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim);
+  const int32_t stage_keys = cuda::kPersistentStageBytes / (4 * c.head_dim);
+  int32_t alone = 0, after_stages = 0;  // contexts (keys, the new token's included)
+  for (int32_t keys = 2; keys + 8 < c.max_context && (alone == 0 || after_stages == 0); ++keys) {
+    const cuda::PersistentSplits sp = cuda::persistent_attention_splits(keys, plan.attn_splits);
+    const int32_t offset = keys - 1 - (sp.used - 1) * sp.per;  // the new token's, in its split
+    if (alone == 0 && sp.used > 1 && offset == 0) alone = keys;
+    if (after_stages == 0 && offset > 0 && offset % stage_keys == 0) after_stages = keys;
+  }
+  if (after_stages == 0) GTEST_SKIP() << "no such context below " << c.max_context;
+  ASSERT_GT(alone, 0);
+  auto p = make_backend(c, true), r = make_backend(c, false);
+  ASSERT_TRUE(p && r);
+  compare_decode(*p, *r, alone - 1, 1, "the new token alone in its split", 1000);
+  compare_decode(*p, *r, after_stages - 1, 1, "the new token after full stages", 1000);
+}
+
 // KV blocks of 8 tokens: a 16-key block of the attention's key loop spans two of them (each key's
 // row looked up on its own), and splits start inside a KV block.
 TEST(CudaPersistentDecode, SmallKvBlocksMatchToo) {

@@ -11,7 +11,7 @@
 // order, into a ring of 32 KB shared-memory stages with bulk asynchronous copies (cp.async.bulk;
 // per stage a "full" mbarrier completed by the copy and an "empty" one the consumers arrive on),
 // running ahead of the computation by the ring's depth (5 stages, 160 KB a CTA, ~5 us of the CTA's
-// share of bandwidth) with at most 2 copies in flight (more outstanding copies slow the
+// share of bandwidth) with at most 2 weight copies in flight (more outstanding copies slow the
 // hand-overs' round trips to L2 more than they add bandwidth). The eight consumer warps wait for
 // the activations, then take the stages as they land. So the memory system keeps streaming
 // through the waits, the attention and the norms.
@@ -24,14 +24,16 @@
 // layer). Per layer:
 //   qkv    every CTA: RMSNorm(x) into shared memory (bf16, as the norm kernel would write it);
 //          its rows of W_qkv -> qkv (f32, bias added)
-//   attn   CTA (kv head h, split s) of num_kv_heads x splits (splits of >= 32 keys, whole
-//          16-key blocks): RoPE of the group's queries and, in the split holding the new token,
-//          of its key, whose K/V it writes into the paged cache; online softmax over its keys on
-//          the tensor cores (warps over 16-key blocks, as attention_decode_mma.cu); (max, sum,
-//          output) to a workspace (exchange words); split 0 of each
-//          head merges the splits as they arrive into attn (bf16 pairs). (Its K/V rows are not
-//          asked of L2 ahead: with the weights copied as evict-first, a prefetch at the layer's
-//          start cost more than it hid.)
+//   attn   CTA (kv head h, split s) of num_kv_heads x splits (whole 16-key blocks; one split
+//          up to 128 keys, else splits of >= 32 keys): RoPE of the group's queries and, in the
+//          split holding the new token, of its key, whose K/V it writes into the paged cache;
+//          online softmax over its keys on the tensor cores (warps over 16-key blocks, as
+//          attention_decode_mma.cu); (max, sum, output) to a workspace (exchange words); split 0
+//          of each head merges the splits as they arrive into attn (bf16 pairs). The K and V
+//          rows of its keys (all but the new token's) do not depend on the step either: the
+//          producer copies them into ring stages right after the layer's QKV weights (a copy per
+//          KV block, L2's default policy: they are read again the next step), so they are in
+//          shared memory when the queries arrive, with no round trip on the critical path.
 //   o      attn into shared memory; its rows of W_o, added into x (the residual stream)
 //   gate   RMSNorm(x); its outputs n of W_gate_up (gate row n and up row ffn + n) ->
 //          act[n] = silu(gate) * up (bf16 pairs: a CTA's share of n is even)
@@ -76,6 +78,35 @@ struct PersistentLayer {
   const float* ffn_norm = nullptr;
   const float* qkv_bias = nullptr;  // [q_dim + 2 kv_dim] or null
 };
+
+// The attention's context splits for a token of `keys` keys (its position + 1), at most `splits`
+// of them (PersistentDecodePlan::attn_splits): how many are used, each of `per` keys (whole
+// 16-key blocks, the key loop's unit; the last takes the rest). How many:
+//  - one while the context is at most a 16-key block per consumer warp (128 keys): one round
+//    trip for the keys and no merge;
+//  - else splits of at least 32 keys, at most 8 of them (split 0 merges up to 8 in one round
+//    trip) while that leaves each at most 128 keys;
+//  - longer contexts: splits of 128 keys or more, as many as `splits`.
+// (H200, kernel with a 49,152-row output layer, 1B / 8B: context 64: 0.696 -> 0.679 ms with one
+// split; 1,024: 0.713 / 3.735 with 16 splits of 64 keys, 0.703 / 3.700 with 8 of 128; 256: 8
+// splits of 32 keys best.) Fewer than asked for where rounding up to blocks empties the last.
+struct PersistentSplits {
+  int32_t used, per;
+};
+__host__ __device__ inline PersistentSplits persistent_attention_splits(int32_t keys,
+                                                                        int32_t splits) {
+  constexpr int32_t kOneSplitKeys = 128, kMinKeys = 32, kMergeSplits = 8;
+  int32_t want = 1;
+  if (keys > kOneSplitKeys) {
+    const int32_t small = (keys + kMinKeys - 1) / kMinKeys,
+                  large = (keys + kOneSplitKeys - 1) / kOneSplitKeys;
+    want = small < kMergeSplits ? small : kMergeSplits;
+    if (large > want) want = large;
+    if (splits < want) want = splits;
+  }
+  const int32_t per = ((keys + want - 1) / want + 15) / 16 * 16;
+  return {(keys + per - 1) / per, per};
+}
 
 // The launch's shape, fixed for a model on a GPU (plan_persistent_decode).
 // Bytes of one ring stage (one bulk copy).

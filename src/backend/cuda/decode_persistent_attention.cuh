@@ -1,9 +1,10 @@
 // The attention phase of the persistent decode kernel (decode_persistent.cuh): one CTA per
 // (KV head, context split), the RoPE of the token's queries and key, its K/V write into the
-// paged cache, an online softmax over the split's keys and the merge of the splits by the last
-// CTA of each head to finish. Included by decode_persistent.cu only.
+// paged cache, an online softmax over the split's keys (their K/V rows from the weight ring) and
+// the merge of the splits by split 0 of each head. Included by decode_persistent.cu only.
 #pragma once
 
+#include "backend/cuda/decode_persistent_consumer.cuh"
 #include "backend/cuda/decode_persistent_device.cuh"
 #include "backend/cuda/mma_sm80.cuh"
 
@@ -27,23 +28,9 @@ __device__ __forceinline__ bool attention_share(const PersistentDecodeArgs& a, i
                                                 int32_t pos, int32_t* used, int32_t* h, int32_t* s,
                                                 int32_t* k0, int32_t* k1) {
   const int32_t L = pos + 1;
-  // How many splits (of whole 16-key blocks, the key loop's unit; fewer where rounding the keys
-  // up empties the last):
-  //  - one while the context is at most a block a warp (kOneSplitKeys): one round trip for the
-  //    keys and no merge;
-  //  - else splits of at least kMinKeysPerSplit keys, at most kMergeSplits of them (split 0
-  //    waits for that many in one round trip) while that leaves each at most kOneSplitKeys;
-  //  - longer contexts: splits of kOneSplitKeys or more, as many as `splits`.
-  // (H200, kernel with a 49,152-row output layer, 1B / 8B: context 64: 0.696 -> 0.679 ms with
-  // one split; 1,024: 0.713 / 3.735 with 16 splits of 64 keys, 0.703 / 3.700 with 8 of 128; 256:
-  // 8 splits of 32 keys best.)
-  const int32_t want =
-      L <= kOneSplitKeys
-          ? 1
-          : min(splits, max(min(kMergeSplits, (L + kMinKeysPerSplit - 1) / kMinKeysPerSplit),
-                            (L + kOneSplitKeys - 1) / kOneSplitKeys));
-  const int32_t per = ((L + want - 1) / want + 15) / 16 * 16;
-  *used = (L + per - 1) / per;
+  const PersistentSplits sp = persistent_attention_splits(L, splits);
+  const int32_t per = sp.per;
+  *used = sp.used;
   if (static_cast<int32_t>(blockIdx.x) >= a.num_kv_heads * *used) return false;
   *h = blockIdx.x / *used;
   *s = blockIdx.x % *used;
@@ -77,6 +64,39 @@ __device__ __forceinline__ void load_attention_context(const PersistentDecodeArg
     ctx.table[i] = __ldcg(a.block_table + block0 + i);
 }
 
+// The keys of a CTA's split that reach it through the weight ring (their K and V rows copied
+// by the producer as ring stages, right after the layer's QKV weights): [k0, min(k1, pos)), every
+// key but the new token, whose rows this launch writes. Keys a stage: its first half holds their
+// K rows, its second half their V rows (D bf16 each, in key order). False: no attention work.
+template <int D>
+constexpr int32_t kv_stage_keys() {
+  return kStageBytes / (4 * D);
+}
+__device__ __forceinline__ bool ring_keys(const PersistentDecodeArgs& a, int32_t splits,
+                                          int32_t pos, int32_t* k0, int32_t* end) {
+  int32_t used, h, s, k1;
+  if (!attention_share(a, splits, pos, &used, &h, &s, k0, &k1)) return false;
+  *end = max(*k0, min(k1, pos));
+  return true;
+}
+// Ring stages of the keys [k0, end).
+template <int D>
+__device__ __forceinline__ int32_t kv_stages(int32_t k0, int32_t end) {
+  return (end - k0 + kv_stage_keys<D>() - 1) / kv_stage_keys<D>();
+}
+
+// A ring stage landed: every consumer thread waits for it.
+__device__ __forceinline__ const char* ring_acquire(Ring& ring) {
+  mbar_wait(ring.full + ring.slot, ring.parity);
+  return ring.stages + ring.slot * kStageBytes;
+}
+// This warp is done with the stage (after its last read of it).
+__device__ __forceinline__ void ring_release(Ring& ring) {
+  __syncwarp();
+  if (threadIdx.x % 32 == 0) mbar_arrive(ring.empty + ring.slot);
+  if (++ring.slot == ring.count) ring.slot = 0, ring.parity ^= 1;
+}
+
 // Where a layer's attention reads and writes: the QKV phase's output (tag qkv_tag), the splits'
 // partials and the output pairs (written with tag attn_tag).
 struct AttentionIo {
@@ -99,16 +119,18 @@ __device__ __forceinline__ void store_attention(const float* out_s, int32_t h, i
 // most query heads per KV head the instance takes (its registers).
 template <int D, int GM>
 __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext& ctx, int32_t layer,
-                          int32_t splits, char* scratch, const AttentionIo& io) {
+                          int32_t splits, char* scratch, const AttentionIo& io, Ring& ring) {
   const int32_t KH = a.num_kv_heads, G = a.num_heads / KH;
   const int32_t pos = ctx.pos;
   int32_t used, h, s, k0, k1;
   if (!attention_share(a, splits, pos, &used, &h, &s, &k0, &k1)) return;  // CTA-uniform
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int32_t half = D / 2, QD = a.num_heads * D, KVD = KH * D;
-  float* q_s = reinterpret_cast<float*>(scratch);  // [G][D], scaled for exp2
-  float* part = q_s + G * D;                       // [warps][G][D]
-  float* ml = part + kConsumerWarps * G * D;       // [warps][G][2]
+  float* q_s = reinterpret_cast<float*>(scratch);                      // [G][D], scaled for exp2
+  float* part = q_s + G * D;                                           // [warps][G][D]
+  float* ml = part + kConsumerWarps * G * D;                           // [warps][G][2]
+  uint4* q_f = reinterpret_cast<uint4*>(ml + kConsumerWarps * G * 2);  // [D / 32][32], below
+  bf16* new_kv = reinterpret_cast<bf16*>(q_f + D);  // [2][D]: the new token's K and V rows
   const float qscale = a.scale * 1.4426950408889634f;
   uint8_t* cache = static_cast<uint8_t*>(a.kv_cache);
   const KvCacheShape& c = a.cache;
@@ -177,7 +199,12 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
     rotate(tid, ll_f32(kv[0]), ll_f32(kv[1]), y0, y1);
     k_row[i0] = __float2bfloat16(y0);
     k_row[i1] = __float2bfloat16(y1);
-    reinterpret_cast<uint32_t*>(v_row)[tid] = pack_bf16(ll_f32(kv[2]), ll_f32(kv[3]));
+    const uint32_t v2 = pack_bf16(ll_f32(kv[2]), ll_f32(kv[3]));
+    reinterpret_cast<uint32_t*>(v_row)[tid] = v2;
+    // And into shared memory, where the key loop reads it (the ring has the other keys' rows).
+    new_kv[i0] = __float2bfloat16(y0);
+    new_kv[i1] = __float2bfloat16(y1);
+    reinterpret_cast<uint32_t*>(new_kv + D)[tid] = v2;
   }
   consumer_sync();
 
@@ -186,7 +213,6 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
   // a2 of k-step 2 hq + 1} of S row lane / 4, i.e. query head lane / 4 of the group at dims
   // [8 (lane % 4) + 32 hq, + 8); rows past G are zeros. Reloaded from shared memory every block
   // (their registers stay free for the loads in flight).
-  uint4* q_f = reinterpret_cast<uint4*>(ml + kConsumerWarps * G * 2);  // [D / 32][32]
   for (int32_t i = threadIdx.x; i < D; i += kConsumers) {
     const int32_t il = i % 32, r = il / 4, col = 8 * (il % 4) + 32 * (i / 32);
     uint4 v = make_uint4(0, 0, 0, 0);
@@ -199,22 +225,18 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
   }
   consumer_sync();
 
-  // Online softmax over the split's keys on the tensor cores (as attention_decode_mma.cu): warp w
-  // takes the 16-key blocks k0 + 16 (w + 8 i), each block's K and V rows all loaded before any is
-  // used. S = Q K^T: two n-tiles of 8 keys; lane (g, cl) loads keys 8n + g at dims
-  // [8 cl + 32 hq, + 8). O^T = V^T P^T: lane (g, cl) loads the V rows of keys 2cl, 2cl + 1,
-  // 2cl + 8, 2cl + 9 at dims [8 g + 64 hh, + 8); S's accumulators are P^T's B fragment as they
-  // are. o[mt] holds O[head 2cl (+1 for o[mt][1], o[mt][3])][dim 8g + 64 (mt / 4) + 2 (mt % 4)
+  // Online softmax over the split's keys on the tensor cores (as attention_decode_mma.cu), their
+  // K and V rows read from the ring's stages (and the new token's from new_kv). S = Q K^T: two
+  // n-tiles of 8 keys; lane (g, cl) loads keys 8n + g at dims [8 cl + 32 hq, + 8). O^T = V^T P^T:
+  // lane (g, cl) loads the V rows of keys 2cl, 2cl + 1, 2cl + 8, 2cl + 9 at dims [8 g + 64 hh, +
+  // 8); S's accumulators are P^T's B fragment as they are. o[mt] holds O[head 2cl (+1 for o[mt][1],
+  // o[mt][3])][dim 8g + 64 (mt / 4) + 2 (mt % 4)
   // (+1 for o[mt][2], o[mt][3])]; m_r, l_r: S row g's running maximum (base 2) and this lane's
   // share of its sum.
   const int g = lane / 4, cl = lane % 4;
   constexpr int32_t kRowBytes = D * 2;
   constexpr uint32_t kLowHalves = 0x5410u, kHighHalves = 0x7632u;  // __byte_perm selectors
-  const int32_t bs = c.block_size;
-  const int64_t block_bytes = c.block_bytes();
-  const int64_t k_base = c.row_in_block(layer, 0, h, 0) * kRowBytes;
-  const int64_t v_base = c.row_in_block(layer, 1, h, 0) * kRowBytes;
-  auto part_of = [](const uint4& v, int i) {  // 32-bit word i
+  auto part_of = [](const uint4& v, int i) {                       // 32-bit word i
     return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
   };
   float o[D / 16][4];
@@ -223,30 +245,33 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
 #pragma unroll
     for (int e = 0; e < 4; ++e) o[mt][e] = 0.0f;
   float m_r = -INFINITY, l_r = 0.0f;
-  for (int32_t kb = k0 + 16 * warp; kb < k1; kb += 16 * kConsumerWarps) {
-    // Key kb + x's row in its block (null past the split: loaded as zeros, weight 0).
-    auto row = [&](int x) -> const uint8_t* {
+  // The block of keys [kb, kb + 16) from `stage` (keys [ks0, ...) of the ring) and the new
+  // token's rows (new_kv); keys at or past k1 are zeros, weight 0.
+  auto attend_block = [&](int32_t kb, const char* stage, int32_t ks0) {
+    auto k_row = [&](int x) -> const char* {
       const int32_t key = kb + x;
       if (key >= k1) return nullptr;
-      return cache + kv_block(a, ctx, key) * block_bytes + int64_t{key % bs} * kRowBytes;
+      if (key == pos) return reinterpret_cast<const char*>(new_kv);
+      return stage + (key - ks0) * kRowBytes;
     };
-    auto load = [](const uint8_t* p) {
-      return p ? __ldcg(reinterpret_cast<const uint4*>(p)) : make_uint4(0, 0, 0, 0);
+    auto v_offset = [&](int x) {  // bytes from a key's K row to its V row
+      return kb + x == pos ? kRowBytes : kStageBytes / 2;
     };
     uint4 kr[2][D / 32], vr[4][D / 64];
 #pragma unroll
     for (int n = 0; n < 2; ++n) {
-      const uint8_t* p = row(8 * n + g);
+      const char* p = k_row(8 * n + g);
 #pragma unroll
       for (int hq = 0; hq < D / 32; ++hq)
-        kr[n][hq] = load(p ? p + k_base + (8 * cl + 32 * hq) * 2 : nullptr);
+        kr[n][hq] = p ? lds128(p + (8 * cl + 32 * hq) * 2) : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const uint8_t* p = row(2 * cl + (i & 1) + 8 * (i >> 1));
+      const int x = 2 * cl + (i & 1) + 8 * (i >> 1);
+      const char* p = k_row(x);
 #pragma unroll
       for (int hh = 0; hh < D / 64; ++hh)
-        vr[i][hh] = load(p ? p + v_base + (8 * g + 64 * hh) * 2 : nullptr);
+        vr[i][hh] = p ? lds128(p + v_offset(x) + (8 * g + 64 * hh) * 2) : make_uint4(0, 0, 0, 0);
     }
     // S (base-2 logits): s[n][0, 1] = S[head g][keys kb + 8n + 2cl, + 1] (s[n][2, 3]: zero rows).
     float s[2][4];
@@ -299,7 +324,22 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
                               __byte_perm(w8, w9, kLowHalves), __byte_perm(w8, w9, kHighHalves)};
       mma_bf16(o[mt], va, pb0, pb1);
     }
+  };
+  // The ring's stages of this split's keys, in order; warp w takes the stage's 16-key blocks w,
+  // w + 8, ... Then the new token's block if no stage held it (it starts a block).
+  constexpr int32_t kStageKeys = kv_stage_keys<D>();
+  const int32_t ring_end = max(k0, min(k1, pos));
+  const int32_t stages = kv_stages<D>(k0, ring_end);
+  for (int32_t t = 0; t < stages; ++t) {
+    const int32_t ks0 = k0 + t * kStageKeys;
+    const char* stage = ring_acquire(ring);
+    const int32_t ks1 = min(k1, ks0 + kStageKeys);  // with the new token where it is in range
+    for (int32_t kb = ks0 + 16 * warp; kb < ks1; kb += 16 * kConsumerWarps)
+      attend_block(kb, stage, ks0);
+    ring_release(ring);
   }
+  if (k0 <= pos && pos < k1 && pos >= k0 + stages * kStageKeys && warp == 0)
+    attend_block(pos, nullptr, pos);
   l_r += __shfl_xor_sync(0xffffffffu, l_r, 1);
   l_r += __shfl_xor_sync(0xffffffffu, l_r, 2);
 

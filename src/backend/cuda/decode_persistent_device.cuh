@@ -28,14 +28,10 @@ constexpr int kRingStages = 5;
 // helps with 2 in flight (3 / 4 / 5 stages: 1B 0.760 / 0.748 / 0.729, 8B 3.840 / 3.784 / 3.724):
 // it holds what lands while the consumers wait for other CTAs.
 constexpr int kRingInFlight = 2;
-constexpr int kMaxGroup = 8;    // query heads per KV head
-constexpr int kMaxSplits = 64;  // attention splits per KV head
-// The attention's context splits (attention_share): keys a split takes at least; the context one
-// split takes alone (a 16-key block a consumer warp); the most splits while each would take fewer
-// than kOneSplitKeys keys (one round trip of the merge's, with up to 4 query heads a KV head).
-constexpr int kMinKeysPerSplit = 32;
-constexpr int kOneSplitKeys = 16 * kConsumerWarps;
-constexpr int kMergeSplits = 8;
+static_assert(16 * kConsumerWarps == 128,
+              "persistent_attention_splits: one split takes a 16-key block per consumer warp");
+constexpr int kMaxGroup = 8;        // query heads per KV head
+constexpr int kMaxSplits = 64;      // attention splits per KV head
 constexpr int kTableEntries = 512;  // block-table entries of its keys a CTA keeps in shared memory
 constexpr int kRowAlign = 256;      // hidden, ffn, q_dim: multiples of this (512-byte rows)
 
@@ -90,6 +86,27 @@ __device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t b
       "[%1], %2, [%3], %4;" ::"r"(smem_u32(dst)),
       "l"(src), "r"(bytes), "r"(smem_u32(bar)), "l"(policy)
       : "memory");
+}
+
+// bytes from global src into shared dst as bulk_load, with L2's default policy (the KV cache's
+// rows: read again the next step, they may stay in L2 while the weights stream past).
+__device__ __forceinline__ void bulk_load_kept(void* dst, const void* src, uint32_t bytes,
+                                               uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, "
+      "[%3];" ::"r"(smem_u32(dst)),
+      "l"(src), "r"(bytes), "r"(smem_u32(bar))
+      : "memory");
+}
+
+// 16 bytes from shared memory (p: a generic address of it).
+__device__ __forceinline__ uint4 lds128(const void* p) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "r"(smem_u32(p))
+               : "memory");
+  return v;
 }
 
 // The consumer warps only (the producer never joins): named barrier 1.
