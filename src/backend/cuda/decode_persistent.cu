@@ -120,7 +120,7 @@ __device__ __forceinline__ int phase_segments(const PersistentDecodeArgs& a,
 }
 
 // One ring stage for the producer to fill: kStageBytes at most of weights (kv0 < 0), or the K
-// and V rows of keys [kv0, kv1) of `layer`'s attention (ring_keys).
+// and V rows of keys [kv0, kv1) of `layer`'s attention (ring_end).
 struct StageJob {
   const char* src;
   uint32_t bytes;
@@ -132,7 +132,7 @@ struct StageJob {
 // attention (the order the consumers take them in).
 struct StreamCursor {
   int32_t acc_rows;               // KernelShape::acc_rows (the logits phase's chunks)
-  int32_t kv_k0 = 0, kv_end = 0;  // ring_keys: this CTA's keys in the ring, every layer
+  int32_t kv_k0 = 0, kv_end = 0;  // ring_end: this CTA's keys in the ring, every layer
   int32_t layer = 0;              // num_layers: the output layer (a.logits set), its chunk `phase`
   int phase = kQkv;
   int i = 0, nseg = -1;  // segment; -1: the phase's segments not computed yet
@@ -229,8 +229,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     StreamCursor cursor;
     cursor.acc_rows = shape.acc_rows;
     int32_t used = 0, kv_head = 0, split = 0, k1 = 0;
-    if (ring_keys(a, shape.splits, ctx.pos, &cursor.kv_k0, &cursor.kv_end))
-      attention_share(a, shape.splits, ctx.pos, &used, &kv_head, &split, &cursor.kv_k0, &k1);
+    if (attention_share(a, shape.splits, ctx.pos, &used, &kv_head, &split, &cursor.kv_k0, &k1))
+      cursor.kv_end = ring_end(cursor.kv_k0, k1, ctx.pos);
     const KvCacheShape& cs = a.cache;
     const int32_t row_bytes = a.head_dim * 2;
     StageJob job;
@@ -419,9 +419,9 @@ __global__ void __launch_bounds__(kThreads, 1)
                                attn_ll(layer), tag(layer, 0), tag(layer, 1)};
           attention<D, GM>(a, ctx, layer, shape.splits, smem + lay.scratch, io, ring);
         } else {  // no attention (kPersistentDiagNoSync): its K/V stages taken and freed
-          int32_t k0, end;
-          if (ring_keys(a, shape.splits, ctx.pos, &k0, &end))
-            for (int32_t t = kv_stages<D>(k0, end); t > 0; --t) {
+          int32_t used, h, s, k0, k1;
+          if (attention_share(a, shape.splits, ctx.pos, &used, &h, &s, &k0, &k1))
+            for (int32_t t = kv_stages<D>(k0, ring_end(k0, k1, ctx.pos)); t > 0; --t) {
               ring_acquire(ring);
               ring_release(ring);
             }

@@ -45,7 +45,8 @@ __device__ __forceinline__ int64_t kv_block(const PersistentDecodeArgs& a,
   return b < ctx.blocks ? ctx.table[b] : __ldcg(a.block_table + key / a.cache.block_size);
 }
 
-// Fills ctx (by the consumers; the caller synchronises them before its first use).
+// Fills ctx (by the consumer threads, before the kernel's first barrier: the producer reads it
+// too).
 __device__ __forceinline__ void load_attention_context(const PersistentDecodeArgs& a,
                                                        int32_t splits, AttentionContext& ctx) {
   const int32_t pos = __ldcg(a.position);
@@ -64,20 +65,17 @@ __device__ __forceinline__ void load_attention_context(const PersistentDecodeArg
     ctx.table[i] = __ldcg(a.block_table + block0 + i);
 }
 
-// The keys of a CTA's split that reach it through the weight ring (their K and V rows copied
-// by the producer as ring stages, right after the layer's QKV weights): [k0, min(k1, pos)), every
-// key but the new token, whose rows this launch writes. Keys a stage: its first half holds their
-// K rows, its second half their V rows (D bf16 each, in key order). False: no attention work.
+// The keys of a CTA's split [k0, k1) (attention_share) that reach it through the weight ring,
+// their K and V rows copied by the producer as ring stages right after the layer's QKV weights:
+// [k0, ring_end), every key but the new token (pos), whose rows this launch writes. Keys a
+// stage (kv_stage_keys): its first half holds their K rows, its second half their V rows (D
+// bf16 each, in key order).
 template <int D>
 constexpr int32_t kv_stage_keys() {
   return kStageBytes / (4 * D);
 }
-__device__ __forceinline__ bool ring_keys(const PersistentDecodeArgs& a, int32_t splits,
-                                          int32_t pos, int32_t* k0, int32_t* end) {
-  int32_t used, h, s, k1;
-  if (!attention_share(a, splits, pos, &used, &h, &s, k0, &k1)) return false;
-  *end = max(*k0, min(k1, pos));
-  return true;
+__device__ __forceinline__ int32_t ring_end(int32_t k0, int32_t k1, int32_t pos) {
+  return max(k0, min(k1, pos));
 }
 // Ring stages of the keys [k0, end).
 template <int D>
@@ -328,8 +326,7 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
   // The ring's stages of this split's keys, in order; warp w takes the stage's 16-key blocks w,
   // w + 8, ... Then the new token's block if no stage held it (it starts a block).
   constexpr int32_t kStageKeys = kv_stage_keys<D>();
-  const int32_t ring_end = max(k0, min(k1, pos));
-  const int32_t stages = kv_stages<D>(k0, ring_end);
+  const int32_t stages = kv_stages<D>(k0, ring_end(k0, k1, pos));
   for (int32_t t = 0; t < stages; ++t) {
     const int32_t ks0 = k0 + t * kStageKeys;
     const char* stage = ring_acquire(ring);
