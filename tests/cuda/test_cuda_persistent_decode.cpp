@@ -122,17 +122,23 @@ TEST(CudaPersistentDecode, MatchesLayerByLayerKernels) {
   }
 }
 
-// Long contexts: splits of many 16-key blocks, each warp taking several (the key loop's running
-// maximum and sum carried across blocks). A model of 8 KV heads (so the context is cut into few
-// splits), a prompt of at least 256 keys a split (fed in chunks), then decode steps, against the
-// layer-by-layer kernels.
-TEST(CudaPersistentDecode, LongContextsMatchToo) {
-  LOOM_REQUIRE_GPU();
+// A model of 8 KV heads, so the context is cut into few splits (the plan's attn_splits: the SMs
+// over the KV heads), each of many keys.
+ModelConfig eight_kv_heads() {
   ModelConfig c = small_llama_config();
   c.num_layers = 2;
   c.num_heads = 32;
   c.num_kv_heads = 8;
   c.max_context = 8192;
+  return c;
+}
+
+// Long contexts: splits of many 16-key blocks, each warp taking several (the key loop's running
+// maximum and sum carried across blocks, and several K/V stages a split): a prompt of at least 256
+// keys a split (fed in chunks), then decode steps, against the layer-by-layer kernels.
+TEST(CudaPersistentDecode, LongContextsMatchToo) {
+  LOOM_REQUIRE_GPU();
+  const ModelConfig c = eight_kv_heads();
   if (!persistent_runs(c)) GTEST_SKIP() << "no persistent kernel on this GPU";
   const cuda::PersistentDecodePlan plan = cuda::plan_persistent_decode(
       c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim);
@@ -149,11 +155,7 @@ TEST(CudaPersistentDecode, LongContextsMatchToo) {
 // the kernel's own split rule, then a decode step each against the layer-by-layer kernels.
 TEST(CudaPersistentDecode, NewTokenAtAStageEdgeMatchesToo) {
   LOOM_REQUIRE_GPU();
-  ModelConfig c = small_llama_config();
-  c.num_layers = 2;
-  c.num_heads = 32;
-  c.num_kv_heads = 8;
-  c.max_context = 8192;
+  const ModelConfig c = eight_kv_heads();
   if (!persistent_runs(c)) GTEST_SKIP() << "no persistent kernel on this GPU";
   const cuda::PersistentDecodePlan plan = cuda::plan_persistent_decode(
       c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim);
