@@ -224,13 +224,12 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
   consumer_sync();
 
   // Online softmax over the split's keys on the tensor cores (as attention_decode_mma.cu), their
-  // K and V rows read from the ring's stages (and the new token's from new_kv). S = Q K^T: two
-  // n-tiles of 8 keys; lane (g, cl) loads keys 8n + g at dims [8 cl + 32 hq, + 8). O^T = V^T P^T:
-  // lane (g, cl) loads the V rows of keys 2cl, 2cl + 1, 2cl + 8, 2cl + 9 at dims [8 g + 64 hh, +
-  // 8); S's accumulators are P^T's B fragment as they are. o[mt] holds O[head 2cl (+1 for o[mt][1],
-  // o[mt][3])][dim 8g + 64 (mt / 4) + 2 (mt % 4)
-  // (+1 for o[mt][2], o[mt][3])]; m_r, l_r: S row g's running maximum (base 2) and this lane's
-  // share of its sum.
+  // K and V rows read from the ring's stages (and the new token's from new_kv).
+  //   S = Q K^T: two n-tiles of 8 keys; lane (g, cl) loads keys 8n + g at dims [8 cl + 32 hq, +8).
+  //   O^T = V^T P^T: lane (g, cl) loads the V rows of keys 2cl, 2cl + 1, 2cl + 8, 2cl + 9 at dims
+  //   [8 g + 64 hh, +8); S's accumulators are P^T's B fragment as they are.
+  // o[mt][e]: O[head 2cl + (e & 1)][dim 8g + 64 (mt / 4) + 2 (mt % 4) + (e >> 1)]; m_r, l_r: S
+  // row g's running maximum (base 2) and this lane's share of its sum.
   const int g = lane / 4, cl = lane % 4;
   constexpr int32_t kRowBytes = D * 2;
   constexpr uint32_t kLowHalves = 0x5410u, kHighHalves = 0x7632u;  // __byte_perm selectors
