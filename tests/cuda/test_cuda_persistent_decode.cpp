@@ -159,7 +159,7 @@ TEST(CudaPersistentDecode, NewTokenAtAStageEdgeMatchesToo) {
   if (!persistent_runs(c)) GTEST_SKIP() << "no persistent kernel on this GPU";
   const cuda::PersistentDecodePlan plan = cuda::plan_persistent_decode(
       c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim);
-  const int32_t stage_keys = cuda::kPersistentStageBytes / (4 * c.head_dim);
+  const int32_t stage_keys = cuda::persistent_kv_stage_keys(c.head_dim);
   int32_t alone = 0, after_stages = 0;  // contexts (keys, the new token's included)
   for (int32_t keys = 2; keys + 8 < c.max_context && (alone == 0 || after_stages == 0); ++keys) {
     const cuda::PersistentSplits sp = cuda::persistent_attention_splits(keys, plan.attn_splits);

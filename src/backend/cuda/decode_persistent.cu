@@ -144,7 +144,7 @@ struct StreamCursor {
     while (layer < a.num_layers + (a.logits != nullptr)) {
       if (kv_next >= 0) {  // the layer's K/V stages, between its QKV and O weights
         if (kv_next < kv_end) {
-          const int32_t keys = kStageBytes / (4 * a.head_dim);
+          const int32_t keys = persistent_kv_stage_keys(a.head_dim);
           *job =
               StageJob{nullptr, static_cast<uint32_t>(min(keys, kv_end - kv_next) * 4 * a.head_dim),
                        kv_next, min(kv_end, kv_next + keys), layer};

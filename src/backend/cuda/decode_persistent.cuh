@@ -112,6 +112,12 @@ __host__ __device__ inline PersistentSplits persistent_attention_splits(int32_t 
 // Bytes of one ring stage (one bulk copy).
 constexpr int32_t kPersistentStageBytes = 32768;
 
+// Keys a ring stage of the attention's K/V rows holds: K rows in its first half, V rows in its
+// second (head_dim bf16 each).
+__host__ __device__ constexpr int32_t persistent_kv_stage_keys(int32_t head_dim) {
+  return kPersistentStageBytes / (4 * head_dim);
+}
+
 struct PersistentDecodePlan {
   int32_t grid = 0;             // CTAs: one per SM
   int32_t stages = 0;           // ring stages of kPersistentStageBytes per CTA

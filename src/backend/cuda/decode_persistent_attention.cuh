@@ -68,19 +68,14 @@ __device__ __forceinline__ void load_attention_context(const PersistentDecodeArg
 // The keys of a CTA's split [k0, k1) (attention_share) that reach it through the weight ring,
 // their K and V rows copied by the producer as ring stages right after the layer's QKV weights:
 // [k0, ring_end), every key but the new token (pos), whose rows this launch writes. Keys a
-// stage (kv_stage_keys): its first half holds their K rows, its second half their V rows (D
-// bf16 each, in key order).
-template <int D>
-constexpr int32_t kv_stage_keys() {
-  return kStageBytes / (4 * D);
-}
+// stage: persistent_kv_stage_keys (their K rows, then their V rows, in key order).
 __device__ __forceinline__ int32_t ring_end(int32_t k0, int32_t k1, int32_t pos) {
   return max(k0, min(k1, pos));
 }
 // Ring stages of the keys [k0, end).
 template <int D>
 __device__ __forceinline__ int32_t kv_stages(int32_t k0, int32_t end) {
-  return (end - k0 + kv_stage_keys<D>() - 1) / kv_stage_keys<D>();
+  return (end - k0 + persistent_kv_stage_keys(D) - 1) / persistent_kv_stage_keys(D);
 }
 
 // A ring stage landed: every consumer thread waits for it.
@@ -324,7 +319,7 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
   };
   // The ring's stages of this split's keys, in order; warp w takes the stage's 16-key blocks w,
   // w + 8, ... Then the new token's block if no stage held it (it starts a block).
-  constexpr int32_t kStageKeys = kv_stage_keys<D>();
+  constexpr int32_t kStageKeys = persistent_kv_stage_keys(D);
   const int32_t stages = kv_stages<D>(k0, ring_end(k0, k1, pos));
   for (int32_t t = 0; t < stages; ++t) {
     const int32_t ks0 = k0 + t * kStageKeys;
