@@ -285,15 +285,21 @@ int main(int argc, char** argv) {
     constexpr int E = loom::cuda::kPersistentTraceEvents;
     auto at = [&](int cta, int64_t layer, int e) { return t[(cta * L + layer) * E + e]; };
     // Interval k runs from event k to event k + 1 (the last one to the next layer's start).
-    const char* names[E] = {"qkv (norm + products)",
-                            "qkv end -> attention (hand-over)",
-                            "attention",
-                            "o (products)",
-                            "o end -> gate_up (hand-over)",
-                            "gate_up (norm + products)",
-                            "gate_up end -> down (hand-over)",
-                            "down (products)",
-                            "down end -> next layer (hand-over)"};
+    const char* names[E] = {"qkv: norm (waits for x)",
+                            "qkv: products",
+                            "qkv end -> attention",
+                            "attention: waits for qkv, RoPE",
+                            "attention: keys",
+                            "attention: merge (split 0)",
+                            "o: waits for the attention",
+                            "o: products",
+                            "o end -> gate_up",
+                            "gate_up: norm (waits for x)",
+                            "gate_up: products",
+                            "gate_up end -> down",
+                            "down: waits for act",
+                            "down: products",
+                            "down end -> next layer"};
     std::printf("\n%-34s %10s %10s %12s\n", "per layer", "mean us", "max us", "span us");
     nlohmann::json phases = nlohmann::json::array();
     for (int k = 0; k < E; ++k) {
@@ -331,9 +337,34 @@ int main(int argc, char** argv) {
         "per CTA, whole launch (%.1f us): consumers waited %.1f us for weights, the "
         "producer %.1f us for free stages or copies in flight\n",
         total_us, consumer * to_us, producer * to_us);
+    // Every event (ns from the launch's first), [cta][layer][event], for
+    // tools/persistent_trace_handovers.py.
+    unsigned long long t0 = ~0ull;
+    for (int64_t i = 0; i < events; ++i) t0 = std::min(t0, t[i]);
+    nlohmann::json raw = nlohmann::json::array();
+    for (int cta = 0; cta < plan.grid; ++cta) {
+      nlohmann::json layers = nlohmann::json::array();
+      for (int64_t layer = 0; layer < L; ++layer) {
+        nlohmann::json ev = nlohmann::json::array();
+        for (int k = 0; k < E; ++k) ev.push_back(at(cta, layer, k) - t0);
+        layers.push_back(ev);
+      }
+      raw.push_back(layers);
+    }
+    // The CTAs with attention work (kv head x split) and those writing its output (split 0 of a
+    // head, or every one with a single split).
+    const int32_t used = loom::cuda::persistent_attention_splits(context, plan.attn_splits).used;
+    nlohmann::json attn_ctas = nlohmann::json::array(), merge_ctas = nlohmann::json::array();
+    for (int32_t i = 0; i < c.num_kv_heads * used && i < plan.grid; ++i) {
+      attn_ctas.push_back(i);
+      if (i % used == 0) merge_ctas.push_back(i);
+    }
     j["trace"] = {{"phases", phases},
                   {"consumer_wait_us", consumer * to_us},
-                  {"producer_wait_us", producer * to_us}};
+                  {"producer_wait_us", producer * to_us},
+                  {"events_ns", raw},
+                  {"attention_ctas", attn_ctas},
+                  {"merge_ctas", merge_ctas}};
 
     // Is a CTA's speed its SM's (the same CTAs slow launch after launch) or chance? Each CTA's
     // gate_up products (the largest phase, mean over layers) in this launch and a second one,
@@ -343,7 +374,9 @@ int main(int argc, char** argv) {
       for (int cta = 0; cta < plan.grid; ++cta) {
         for (int64_t layer = 0; layer < L; ++layer) {
           const auto* e = &tr[(cta * L + layer) * E];
-          per[cta] += (static_cast<double>(e[6]) - static_cast<double>(e[5])) / 1e3;
+          per[cta] += (static_cast<double>(e[loom::cuda::kTraceGateUpDone]) -
+                       static_cast<double>(e[loom::cuda::kTraceGateUpInput])) /
+                      1e3;
         }
         per[cta] /= static_cast<double>(L);
       }

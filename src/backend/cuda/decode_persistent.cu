@@ -18,6 +18,7 @@ struct Layout {
   int32_t acc = 0;      // f32 [warps][acc_rows]: each consumer warp's row sums of the phase
   int32_t own = 0;      // f32 [acc_rows]: this CTA's rows of the residual stream x
   int32_t ctx = 0;      // the attention's AttentionContext
+  int32_t layers = 0;   // PersistentLayer [kSmemLayers]: the first layers' weight pointers
   int32_t red = 0;      // f32 [kConsumerWarps]: the norm's partial sums; at byte 64 the u64
                         // largest argmax key of the CTA's logits
   int32_t bars = 0;     // uint64 [2][stages]: full, empty
@@ -44,7 +45,8 @@ Layout make_layout(int32_t hidden, int32_t ffn, int32_t num_heads, int32_t num_k
   l.acc = l.scratch + align_up(std::max(x_bytes, attn_bytes), 128);
   l.own = l.acc + align_up(int64_t{kConsumerWarps} * acc_rows * 4, 128);
   l.ctx = l.own + align_up(int64_t{acc_rows} * 4, 128);
-  l.red = l.ctx + align_up(sizeof(AttentionContext), 128);
+  l.layers = l.ctx + align_up(sizeof(AttentionContext), 128);
+  l.red = l.layers + align_up(int64_t{kSmemLayers} * sizeof(PersistentLayer), 128);
   l.bars = l.red + 128;
   l.total = l.bars + 2 * stages * 8;
   return l;
@@ -119,6 +121,15 @@ __device__ __forceinline__ int phase_segments(const PersistentDecodeArgs& a,
   return 2;
 }
 
+// Layer l's weights: from the kernel's table in shared memory (filled at its start), past
+// kSmemLayers from global memory. Both the producer and the consumers look them up at every
+// phase's start, where a round trip to L2 would delay the phase's first copy or its input.
+__device__ __forceinline__ const PersistentLayer& layer_weights(const PersistentDecodeArgs& a,
+                                                                const PersistentLayer* table,
+                                                                int32_t l) {
+  return l < kSmemLayers ? table[l] : a.layers[l];
+}
+
 // One ring stage for the producer to fill: kStageBytes at most of weights (kv0 < 0), or the K
 // and V rows of keys [kv0, kv1) of `layer`'s attention (ring_end).
 struct StageJob {
@@ -131,6 +142,7 @@ struct StageJob {
 // segments, kStageBytes at a time, and after a layer's QKV weights the K/V stages of its
 // attention (the order the consumers take them in).
 struct StreamCursor {
+  const PersistentLayer* layers;  // the table in shared memory (layer_weights)
   int32_t acc_rows;               // KernelShape::acc_rows (the logits phase's chunks)
   int32_t kv_k0 = 0, kv_end = 0;  // ring_end: this CTA's keys in the ring, every layer
   int32_t layer = 0;              // num_layers: the output layer (a.logits set), its chunk `phase`
@@ -156,7 +168,7 @@ struct StreamCursor {
       if (nseg < 0) {
         int32_t r0, r1;
         if (layer < a.num_layers) {
-          nseg = phase_segments(a, a.layers[layer], phase, seg, &r0, &r1);
+          nseg = phase_segments(a, layer_weights(a, layers, layer), phase, seg, &r0, &r1);
         } else if (!logits_chunk(a, acc_rows, phase, seg, &r0, &r1)) {
           return false;
         } else {
@@ -219,6 +231,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   // The attention's context (its keys' block-table entries): the producer copies their K/V rows.
   AttentionContext& ctx = *reinterpret_cast<AttentionContext*>(smem + lay.ctx);
   if (threadIdx.x < kConsumers) load_attention_context(a, shape.splits, ctx);
+  // The layers' weight pointers (the first kSmemLayers), read by the producer and the consumers.
+  PersistentLayer* layers = reinterpret_cast<PersistentLayer*>(smem + lay.layers);
+  {
+    constexpr int kWords = sizeof(PersistentLayer) / 8;
+    const int32_t words = min(a.num_layers, kSmemLayers) * kWords;
+    for (int32_t i = threadIdx.x; i < words; i += kThreads)
+      reinterpret_cast<uint64_t*>(layers)[i] = reinterpret_cast<const uint64_t*>(a.layers)[i];
+  }
   __syncthreads();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   Segment seg[2];
@@ -227,6 +247,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (warp == kConsumerWarps) {  // the producer: every weight byte of this CTA, in order
     if (lane != 0) return;
     StreamCursor cursor;
+    cursor.layers = layers;
     cursor.acc_rows = shape.acc_rows;
     int32_t used = 0, kv_head = 0, split = 0, k1 = 0;
     if (attention_share(a, shape.splits, ctx.pos, &used, &kv_head, &split, &cursor.kv_k0, &k1))
@@ -370,13 +391,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int32_t layer = min(step / 4, L);  // L: the output layer
     const int phase = layer < L ? step % 4 : kLogits;
     const int32_t chunk = step - 4 * L;  // the output layer's chunk
-    const PersistentLayer* w = layer < L ? &a.layers[layer] : nullptr;
+    const PersistentLayer* w = layer < L ? &layer_weights(a, layers, layer) : nullptr;
     int nseg = 1;
     if (layer < L) {
       nseg = phase_segments(a, *w, phase, seg, &r0, &r1);
-      if (phase == kQkv) mark(layer, 0);
-      if (phase == kGateUp) mark(layer, 5);
-      if (phase == kDown) mark(layer, 7);
+      if (phase == kQkv) mark(layer, kTraceQkvStart);
+      if (phase == kGateUp) mark(layer, kTraceGateUpStart);
+      if (phase == kDown) mark(layer, kTraceDownStart);
     } else if (!a.logits || !logits_chunk(a, stride, chunk, seg, &r0, &r1)) {
       break;
     }
@@ -402,8 +423,17 @@ __global__ void __launch_bounds__(kThreads, 1)
                       phase == kO ? tag(layer, 1) : tag(layer, 3), check, x_s);
     }
     consumer_sync();
+    if (layer < L)
+      mark(layer, phase == kQkv  ? kTraceQkvInput
+                  : phase == kO  ? kTraceOInput
+                  : phase == kGateUp ? kTraceGateUpInput
+                                     : kTraceDownInput);
     consume_phase(ring, seg, nseg, x_s, acc_warp);
-    if (layer < L) mark(layer, phase == kQkv ? 1 : phase == kO ? 4 : phase == kGateUp ? 6 : 8);
+    if (layer < L)
+      mark(layer, phase == kQkv  ? kTraceQkvDone
+                  : phase == kO  ? kTraceODone
+                  : phase == kGateUp ? kTraceGateUpDone
+                                     : kTraceDownDone);
     consumer_sync();
     switch (phase) {
       case kQkv:
@@ -411,13 +441,17 @@ __global__ void __launch_bounds__(kThreads, 1)
           ll_store(qkv_ll(layer) + r0 + i,
                    __float_as_uint(row_sum(i) + (w->qkv_bias ? w->qkv_bias[r0 + i] : 0.0f)),
                    tag(layer, 0));
-        mark(layer, 2);
+        // (A CTA without attention work marks its attention's events all at once.)
+        mark(layer, kTraceAttnStart);
+        mark(layer, kTraceAttnQkvIn);
+        mark(layer, kTraceAttnKeysDone);
         if (check) {
           const AttentionIo io{qkv_ll(layer),
                                reinterpret_cast<uint64_t*>(ws + ex.partial) +
                                    int64_t{layer % 2} * a.num_heads * shape.splits * (D + 2),
                                attn_ll(layer), tag(layer, 0), tag(layer, 1)};
-          attention<D, GM>(a, ctx, layer, shape.splits, smem + lay.scratch, io, ring);
+          attention<D, GM>(a, ctx, layer, shape.splits, smem + lay.scratch, io, ring,
+                           [&](int event) { mark(layer, event); });
         } else {  // no attention (kPersistentDiagNoSync): its K/V stages taken and freed
           int32_t used, h, s, k0, k1;
           if (attention_share(a, shape.splits, ctx.pos, &used, &h, &s, &k0, &k1))
@@ -426,7 +460,7 @@ __global__ void __launch_bounds__(kThreads, 1)
               ring_release(ring);
             }
         }
-        mark(layer, 3);
+        mark(layer, kTraceAttnDone);
         break;
       case kO:
         add_to_residual(x_ll(layer, 0), tag(layer, 2), false);

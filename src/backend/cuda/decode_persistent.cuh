@@ -217,9 +217,29 @@ struct PersistentDecodeArgs {
 constexpr uint32_t kPersistentDiagNoMath = 1, kPersistentDiagNoSync = 2, kPersistentDiagNoCopy = 4,
                    kPersistentDiagCudaCoreDot = 8;
 
-// Trace points of a layer: start, qkv consumed, attention start, o start, o consumed, gate_up
-// start, gate_up consumed, down start, down consumed.
-constexpr int32_t kPersistentTraceEvents = 9;
+// Trace points of a layer (PersistentDecodeArgs::trace), in order: each weight phase's start (its
+// loop iteration: the previous phase's outputs stored), its input in shared memory (the waits
+// for other CTAs done) and its last stage consumed (by warp 0); between QKV and O the attention's
+// start, its QKV words arrived (and RoPE done), its keys done (partials stored; before split 0's
+// merge) and its end (a CTA without attention work marks all four at once).
+enum PersistentTraceEvent : int32_t {
+  kTraceQkvStart = 0,
+  kTraceQkvInput,
+  kTraceQkvDone,
+  kTraceAttnStart,
+  kTraceAttnQkvIn,
+  kTraceAttnKeysDone,
+  kTraceAttnDone,  // = the O phase's start
+  kTraceOInput,
+  kTraceODone,
+  kTraceGateUpStart,
+  kTraceGateUpInput,
+  kTraceGateUpDone,
+  kTraceDownStart,
+  kTraceDownInput,
+  kTraceDownDone,
+  kPersistentTraceEvents
+};
 
 // Whether the kernel takes this model (empty `why`) or not (`why` says what is missing).
 bool persistent_decode_supports(int32_t hidden, int32_t ffn, int32_t num_heads,

@@ -110,9 +110,11 @@ __device__ __forceinline__ void store_attention(const float* out_s, int32_t h, i
 // The attention phase of CTA (kv head h, split s); see the file comment of the .cuh. The context
 // is cut into splits by attention_share; with one split the CTA writes the output itself. GM: the
 // most query heads per KV head the instance takes (its registers).
-template <int D, int GM>
+// mark(event): records a trace point (PersistentTraceEvent) where tracing is on.
+template <int D, int GM, class Mark>
 __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext& ctx, int32_t layer,
-                          int32_t splits, char* scratch, const AttentionIo& io, Ring& ring) {
+                          int32_t splits, char* scratch, const AttentionIo& io, Ring& ring,
+                          const Mark& mark) {
   const int32_t KH = a.num_kv_heads, G = a.num_heads / KH;
   const int32_t pos = ctx.pos;
   int32_t used, h, s, k0, k1;
@@ -133,11 +135,15 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
     i0 = a.neox ? p : 2 * p;
     i1 = a.neox ? p + half : 2 * p + 1;
   };
-  auto rotate = [&](int32_t p, float x0, float x1, float& y0, float& y1) {
-    float sn, cs;
-    sincosf(static_cast<float>(pos) * __ldg(a.inv_freq + p), &sn, &cs);
-    y0 = x0 * cs - x1 * sn;
-    y1 = x0 * sn + x1 * cs;
+  // Every pair a thread rotates (its query pairs and the new key's) is pair tid % half, since
+  // kConsumers is a multiple of half: its angle is taken before the wait for the QKV words, so
+  // that the inv_freq load (a round trip to L2) and sincosf are off the critical path.
+  static_assert(kConsumers % (D / 2) == 0, "a thread's pairs share one rotation");
+  float rot_sin, rot_cos;
+  sincosf(static_cast<float>(pos) * __ldg(a.inv_freq + threadIdx.x % half), &rot_sin, &rot_cos);
+  auto rotate = [&](float x0, float x1, float& y0, float& y1) {
+    y0 = x0 * rot_cos - x1 * rot_sin;
+    y1 = x0 * rot_sin + x1 * rot_cos;
   };
   // A thread's words of the QKV output, all waited for together (one round trip to L2 on the
   // attention's critical path instead of one each for the queries, the key and the value): its
@@ -173,7 +179,7 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
     float y0, y1;
     int32_t i0, i1;
     pair_dims(p, i0, i1);
-    rotate(p, ll_f32(w[2 * j]), ll_f32(w[2 * j + 1]), y0, y1);
+    rotate(ll_f32(w[2 * j]), ll_f32(w[2 * j + 1]), y0, y1);
     q_s[g * D + i0] = y0 * qscale;
     q_s[g * D + i1] = y1 * qscale;
   }
@@ -189,7 +195,7 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
     float y0, y1;
     int32_t i0, i1;
     pair_dims(tid, i0, i1);
-    rotate(tid, ll_f32(kv[0]), ll_f32(kv[1]), y0, y1);
+    rotate(ll_f32(kv[0]), ll_f32(kv[1]), y0, y1);
     k_row[i0] = __float2bfloat16(y0);
     k_row[i1] = __float2bfloat16(y1);
     const uint32_t v2 = pack_bf16(ll_f32(kv[2]), ll_f32(kv[3]));
@@ -200,6 +206,7 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
     reinterpret_cast<uint32_t*>(new_kv + D)[tid] = v2;
   }
   consumer_sync();
+  mark(kTraceAttnQkvIn);
 
   // The queries as the A fragments of S = Q K^T (bf16; attention_decode_mma.cu's layout, whose
   // head dims are contracted in a permuted order): q_f[hq][lane] = {a0, a2 of k-step 2 hq, a0,
@@ -380,9 +387,11 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
   }
   if (used == 1) {
     consumer_sync();
+    mark(kTraceAttnKeysDone);
     store_attention<D>(out_s, h, G, io);
     return;
   }
+  mark(kTraceAttnKeysDone);
   if (s != 0) return;
   // Split 0 merges the head's splits as their partials arrive (exchange words: no fence, no
   // counter): each output over the splits, a running (max, sum, output) updated kBatch splits at

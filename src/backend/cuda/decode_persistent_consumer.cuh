@@ -178,8 +178,9 @@ __device__ __forceinline__ void consume_phase(Ring& ring, const Segment* segs, i
 
 // x_s[k] = bf16(x[k] * rsqrt(mean x^2 + eps) * w[k]) (rmsnorm.cu's arithmetic), by the consumers.
 // x: from x_ll (the exchange words of tag `tag`), or, for the first layer, the f32 vector x_f32.
-// x and w are read once, together (one round trip to L2 on the critical path): kVals of each per
-// thread stay in registers (n <= 256 kVals), the rest, if any, is read again.
+// x and w are read once, together (one round trip to L2 on the critical path: w's loads are
+// issued before the wait for x, since the waits' loads are volatile and nothing moves past them):
+// kVals of each per thread stay in registers (n <= 256 kVals), the rest, if any, is read again.
 template <int kVals>
 __device__ __forceinline__ void norm_to_shared(const float* x_f32, const uint64_t* x_ll,
                                                uint32_t tag, bool check, const float* w, int32_t n,
@@ -190,6 +191,9 @@ __device__ __forceinline__ void norm_to_shared(const float* x_f32, const uint64_
     return min(static_cast<int32_t>(threadIdx.x) + j * kConsumers, n - 1);
   };
   float xv[kVals], wv[kVals];
+  // The weights first: their loads in flight while x is waited for.
+#pragma unroll
+  for (int j = 0; j < kVals; ++j) wv[j] = __ldg(w + index(j));
   if (x_f32) {
 #pragma unroll
     for (int j = 0; j < kVals; ++j) xv[j] = __ldcg(x_f32 + index(j));
@@ -202,8 +206,6 @@ __device__ __forceinline__ void norm_to_shared(const float* x_f32, const uint64_
 #pragma unroll
     for (int j = 0; j < kVals; ++j) xv[j] = ll_f32(v[j]);
   }
-#pragma unroll
-  for (int j = 0; j < kVals; ++j) wv[j] = __ldg(w + index(j));
   // The rest (n > kVals * kConsumers), one at a time.
   auto load = [&](int32_t i) {
     return x_f32 ? __ldcg(x_f32 + i) : ll_wait_f32(x_ll + i, tag, check);

@@ -34,6 +34,8 @@ constexpr int kMaxGroup = 8;        // query heads per KV head
 constexpr int kMaxSplits = 64;      // attention splits per KV head
 constexpr int kTableEntries = 512;  // block-table entries of its keys a CTA keeps in shared memory
 constexpr int kRowAlign = 256;      // hidden, ffn, q_dim: multiples of this (512-byte rows)
+constexpr int kSmemLayers = 128;    // layers whose weight pointers a CTA keeps in shared memory
+static_assert(sizeof(PersistentLayer) % 8 == 0, "the layer table is copied in 8-byte words");
 
 // Left out of the pre-Hopper device pass (the kernel traps there; the host never launches it).
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
