@@ -424,14 +424,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     consumer_sync();
     if (layer < L)
-      mark(layer, phase == kQkv  ? kTraceQkvInput
-                  : phase == kO  ? kTraceOInput
+      mark(layer, phase == kQkv      ? kTraceQkvInput
+                  : phase == kO      ? kTraceOInput
                   : phase == kGateUp ? kTraceGateUpInput
                                      : kTraceDownInput);
     consume_phase(ring, seg, nseg, x_s, acc_warp);
     if (layer < L)
-      mark(layer, phase == kQkv  ? kTraceQkvDone
-                  : phase == kO  ? kTraceODone
+      mark(layer, phase == kQkv      ? kTraceQkvDone
+                  : phase == kO      ? kTraceODone
                   : phase == kGateUp ? kTraceGateUpDone
                                      : kTraceDownDone);
     consumer_sync();

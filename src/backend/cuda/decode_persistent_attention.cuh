@@ -85,8 +85,7 @@ __device__ __forceinline__ const char* ring_acquire(Ring& ring) {
 }
 // This warp is done with the stage (after its last read of it).
 __device__ __forceinline__ void ring_release(Ring& ring) {
-  __syncwarp();
-  if (threadIdx.x % 32 == 0) mbar_arrive(ring.empty + ring.slot);
+  release_stage(ring);
   if (++ring.slot == ring.count) ring.slot = 0, ring.parity ^= 1;
 }
 

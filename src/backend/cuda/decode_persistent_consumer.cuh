@@ -34,6 +34,12 @@ struct Ring {
   unsigned long long waited;  // cycles thread 0 waited for stages to land
 };
 
+// This warp is done reading the ring's current stage (every lane's reads before the arrival).
+__device__ __forceinline__ void release_stage(const Ring& ring) {
+  __syncwarp();
+  if (threadIdx.x % 32 == 0) mbar_arrive(ring.empty + ring.slot);
+}
+
 // A warp's running dot product: the row it is summing and each lane's partial sums. Rows are
 // reduced across the warp only when the warp moves on to another row (or the phase ends), into
 // the warp's own row sums acc_warp[row] (no atomics: the sums, and so the step's results, do not
@@ -47,7 +53,7 @@ struct RowSum {
 
 __device__ __forceinline__ void flush(RowSum& rs, float* acc_warp) {
   if (rs.row < 0) return;
-  // The tensor-core sums (dot_tiles): lane 4g + g/2 holds the g-th and (8+g)-th pieces.
+  // The tensor-core sums (mma_tiles): lane 4g + g/2 holds the g-th and (8+g)-th pieces.
   const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
   float v = rs.partial;
   if (c == g / 2) v += (g % 2 ? rs.d1[1] : rs.d1[0]) + (g % 2 ? rs.d2[3] : rs.d2[2]);
@@ -65,24 +71,29 @@ __device__ __forceinline__ void flush(RowSum& rs, float* acc_warp) {
 // j < 8; the matching x values, loaded the same way, make two B operands whose column n holds
 // row n's (and row 8 + n's) values, so the wanted sums are the diagonals of D1 (rows 0-7) and D2
 // (rows 8-15), picked out in flush(). One ldmatrix a slice for each, instead of a conversion and
-// a multiply-add per element on the CUDA cores.
-__device__ __forceinline__ void dot_tiles(const char* w, const bf16* xk, RowSum& rs) {
-  constexpr int kSlices = kWarpBytes / kSliceBytes;
-  uint32_t a[kSlices][4], b[kSlices][4];
+// a multiply-add per element on the CUDA cores. In two parts: the fragments' loads (after which
+// the stage can be released), then the products.
+constexpr int kTileSlices = kWarpBytes / kSliceBytes;
+struct TileFragments {
+  uint32_t a[kTileSlices][4], b[kTileSlices][4];
+};
+__device__ __forceinline__ void load_tiles(const char* w, const bf16* xk, TileFragments& f) {
 #pragma unroll
-  for (int u = 0; u < kSlices; ++u) {
-    ldmatrix_x4(a[u], w + u * kSliceBytes);
-    ldmatrix_x4(b[u], xk + u * (kSliceBytes / 2));
+  for (int u = 0; u < kTileSlices; ++u) {
+    ldmatrix_x4(f.a[u], w + u * kSliceBytes);
+    ldmatrix_x4(f.b[u], xk + u * (kSliceBytes / 2));
   }
+}
+__device__ __forceinline__ void mma_tiles(const TileFragments& f, RowSum& rs) {
 #pragma unroll
-  for (int u = 0; u < kSlices; ++u) {
-    mma_bf16(rs.d1, a[u], b[u][0], b[u][2]);
-    mma_bf16(rs.d2, a[u], b[u][1], b[u][3]);
+  for (int u = 0; u < kTileSlices; ++u) {
+    mma_bf16(rs.d1, f.a[u], f.b[u][0], f.b[u][2]);
+    mma_bf16(rs.d2, f.a[u], f.b[u][1], f.b[u][3]);
   }
 }
 
-// The CUDA-core form of dot_tiles (kPersistentDiagCudaCoreDot): eight independent loads and
-// sums.
+// The CUDA-core form of load_tiles and mma_tiles (kPersistentDiagCudaCoreDot): eight independent
+// loads and sums.
 __device__ __forceinline__ void dot_cuda_cores(const char* w, const bf16* xk, RowSum& rs) {
   constexpr int kSlices = kWarpBytes / kSliceBytes;
   uint4 wv[kSlices], xv[kSlices];
@@ -150,6 +161,7 @@ __device__ __forceinline__ void consume_phase(Ring& ring, const Segment* segs, i
       mbar_wait(ring.full + ring.slot, ring.parity);
       if (ring.trace && threadIdx.x == 0) ring.waited += clock64() - t0;
       const char* stage = ring.stages + ring.slot * kStageBytes;
+      bool released = false;
       if (ring.no_math) {
       } else if (!whole) {
         dot_slices(stage, off, min(kStageBytes, seg.bytes - off), seg, x, acc_warp, rs);
@@ -161,13 +173,19 @@ __device__ __forceinline__ void consume_phase(Ring& ring, const Segment* segs, i
         }
         const char* w = stage + warp * kWarpBytes + lane * 16;
         const bf16* xk = x + col / 2 + lane * 8;
-        if (ring.cuda_cores)
+        if (ring.cuda_cores) {
           dot_cuda_cores(w, xk, rs);
-        else
-          dot_tiles(w, xk, rs);
+        } else {
+          // The stage is released as soon as its fragments are in registers, before the
+          // products, so that the producer refills it sooner (H200, 1B: 0.675 -> 0.671 ms).
+          TileFragments f;
+          load_tiles(w, xk, f);
+          release_stage(ring);
+          released = true;
+          mma_tiles(f, rs);
+        }
       }
-      __syncwarp();
-      if (lane == 0) mbar_arrive(ring.empty + ring.slot);
+      if (!released) release_stage(ring);
       if (++ring.slot == ring.count) ring.slot = 0, ring.parity ^= 1;
       r += rows_step, col += col_step;
       if (col >= seg.row_bytes) col -= seg.row_bytes, ++r;
