@@ -175,6 +175,29 @@ TEST(CudaPersistentDecode, NewTokenAtAStageEdgeMatchesToo) {
   compare_decode(*p, *r, after_stages - 1, 1, "the new token after full stages", 1000);
 }
 
+// One or two weight copies in flight a CTA, rings of 5 and 6 stages (the backend measures them
+// at start and keeps the fastest; here each is forced): the same logits.
+TEST(CudaPersistentDecode, EveryRingChoiceMatches) {
+  LOOM_REQUIRE_GPU();
+  const ModelConfig c = eight_kv_heads();
+  if (!persistent_runs(c)) GTEST_SKIP() << "no persistent kernel on this GPU";
+  auto r = make_backend(c, false);
+  ASSERT_TRUE(r);
+  for (int32_t stages : {5, 6}) {
+    for (int32_t in_flight : {1, 2}) {
+      CudaBackendOptions o = test_backend_options(kBlockSize);
+      o.max_num_batched_tokens = 1200;
+      o.persistent_in_flight = in_flight;
+      o.persistent_stages = stages;
+      auto p = dummy_cuda_backend(c, o);
+      ASSERT_TRUE(p);
+      compare_decode(
+          *p, *r, 300, 3,
+          std::to_string(stages) + " stages, " + std::to_string(in_flight) + " copies in flight");
+    }
+  }
+}
+
 // KV blocks of 8 tokens: a 16-key block of the attention's key loop spans two of them (each key's
 // row looked up on its own), and splits start inside a KV block.
 TEST(CudaPersistentDecode, SmallKvBlocksMatchToo) {

@@ -112,6 +112,14 @@ class CudaBackend final : public Backend {
   void launch_output_layer(const StepInputs& in, const float* delta);
   // The persistent kernel's set-up (init) and whether a step takes it.
   void init_persistent_decode();
+  // Its arguments for a one-token step (device pointers of the step's token, position, KV slot
+  // and block table); with_logits: the output layer and the greedy argmax as its last phase.
+  PersistentDecodeArgs persistent_args(const int32_t* token, const int32_t* position,
+                                       const int64_t* slot, const int32_t* table,
+                                       bool with_logits) const;
+  // Chooses the persistent kernel's ring depth and copies in flight
+  // (CudaBackendOptions::persistent_in_flight); once the KV cache exists.
+  void choose_persistent_ring();
   bool persistent_step(const StepInputs& in) const;
   bool persistent_logits(const StepInputs& in) const;  // a persistent step that makes logits
 

@@ -60,6 +60,15 @@ struct CudaBackendOptions {
   bool persistent_decode = true;
   // ... with the output layer as its last phase (else a norm kernel and a cuBLAS product after).
   bool persistent_logits = true;
+  // Weight copies each of its CTAs keeps in flight: 0 measures 1 and 2, each with the plan's
+  // ring and with a stage more where it fits, on this model and GPU at start and keeps the
+  // fastest. Which wins depends on both (kernel ms, 49,152-token vocabulary, 5 stages: H100, 1B
+  // 0.814 with 1 against 0.862 with 2 (6 stages: 0.801), 8B 4.936 against 4.870; H200, 1B 0.689
+  // against 0.674, 8B 3.834 against 3.569): fewer bytes in flight let the hand-overs between the
+  // kernel's phases through faster, more keep the memory system busy through long phases. N > 0:
+  // N copies, with a ring of at most persistent_stages stages (0: the plan's).
+  int32_t persistent_in_flight = 0;
+  int32_t persistent_stages = 0;
 };
 
 // Whether the build has CUDA and a usable GPU is present.
