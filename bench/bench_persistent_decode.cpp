@@ -4,8 +4,10 @@
 // backend's steps) against those weight bytes over the device copy rate; with --trace, where the
 // time goes: each phase of a layer (mean over layers and CTAs, and the span from the first CTA's
 // start to the last CTA's end), and how long consumers waited for weights to land and the
-// producer for free stages (or for its copies in flight to land); and the same launches one at a
-// time, each waited for by the host.
+// producer for free stages (or for its copies in flight to land), with every trace point in the
+// JSON (trace.events_ns, for tools/persistent_trace_handovers.py); and the same launches one at a
+// time, each waited for by the host. The ring is the plan's default (5 stages, 2 copies in
+// flight; the backend measures its own at start) unless --stages / --in-flight say otherwise.
 //
 //   build*/bench/bench_persistent_decode [llama-3.2-1b|llama-3.1-8b|config.json] [out.json]
 //       [--context N (keys attended, default 256)] [--vocab N (default 0: no output layer)]

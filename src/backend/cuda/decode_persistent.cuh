@@ -10,11 +10,13 @@
 // one warp of each CTA (the producer) streams the CTA's share of every matrix of every layer, in
 // order, into a ring of 32 KB shared-memory stages with bulk asynchronous copies (cp.async.bulk;
 // per stage a "full" mbarrier completed by the copy and an "empty" one the consumers arrive on),
-// running ahead of the computation by the ring's depth (5 stages, 160 KB a CTA, ~5 us of the CTA's
-// share of bandwidth) with at most 2 weight copies in flight (more outstanding copies slow the
-// hand-overs' round trips to L2 more than they add bandwidth). The eight consumer warps wait for
-// the activations, then take the stages as they land. So the memory system keeps streaming
-// through the waits, the attention and the norms.
+// running ahead of the computation by the ring's depth (5 stages by default, 160 KB a CTA, ~5 us
+// of the CTA's share of bandwidth) with at most 2 weight copies in flight by default (more
+// outstanding copies slow the hand-overs' round trips to L2 more than they add bandwidth; the
+// backend measures 5 or 6 stages by 1 or 2 copies at start and keeps the fastest, since the best
+// depends on the GPU and the model). The eight consumer warps wait for the activations, then take
+// the stages as they land. So the memory system keeps streaming through the waits, the attention
+// and the norms.
 //
 // Grid: one CTA per SM, all resident (cooperative launch); 8 consumer warps + 1 producer warp.
 // The CTAs hand each other a phase's outputs through tagged exchange words (PersistentExchange):

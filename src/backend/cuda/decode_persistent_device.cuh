@@ -26,7 +26,8 @@ constexpr int kRingStages = 5;
 // stays busy with 2 x 32 KB a CTA (H200, context 256, 5 stages, 1 / 2 / 3 / 5 in flight: 1B
 // 0.744 / 0.729 / 0.751 / 0.764 ms, 8B 3.973 / 3.724 / 3.811 / 3.828 ms). A deeper ring still
 // helps with 2 in flight (3 / 4 / 5 stages: 1B 0.760 / 0.748 / 0.729, 8B 3.840 / 3.784 / 3.724):
-// it holds what lands while the consumers wait for other CTAs.
+// it holds what lands while the consumers wait for other CTAs. The plan's default: the backend
+// measures 1 and 2 (CudaBackendOptions::persistent_in_flight); on an H100, 1B runs best with 1.
 constexpr int kRingInFlight = 2;
 static_assert(16 * kConsumerWarps == 128,
               "persistent_attention_splits: one split takes a 16-key block per consumer warp");
