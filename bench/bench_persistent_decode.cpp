@@ -137,16 +137,7 @@ int main(int argc, char** argv) {
   const double weight_bytes =
       2.0 * L * ((QD + 2 * KVD) * H + H * QD + 3 * F * H) + 2.0 * static_cast<double>(vocab) * H;
 
-  loom::cuda::PersistentDecodeArgs a;
-  a.num_layers = static_cast<int32_t>(L);
-  a.hidden = c.hidden_size;
-  a.ffn = c.intermediate_size;
-  a.num_heads = c.num_heads;
-  a.num_kv_heads = c.num_kv_heads;
-  a.head_dim = c.head_dim;
-  a.eps = c.rms_norm_eps;
-  a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  a.neox = c.rope_style == loom::RopeStyle::kNeox;
+  loom::cuda::PersistentDecodeArgs a = loom::cuda::persistent_model_args(c);
   a.layers = device_alloc<loom::cuda::PersistentLayer>(L);
   LOOM_CUDA_CHECK(cudaMemcpy(const_cast<loom::cuda::PersistentLayer*>(a.layers), layers.data(),
                              L * sizeof(layers[0]), cudaMemcpyHostToDevice));

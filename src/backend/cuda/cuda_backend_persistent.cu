@@ -54,16 +54,7 @@ PersistentDecodeArgs CudaBackend::persistent_args(const int32_t* token, const in
                                                   const int64_t* slot, const int32_t* table,
                                                   bool with_logits) const {
   const ModelConfig& c = config_;
-  PersistentDecodeArgs p;
-  p.num_layers = c.num_layers;
-  p.hidden = c.hidden_size;
-  p.ffn = c.intermediate_size;
-  p.num_heads = c.num_heads;
-  p.num_kv_heads = c.num_kv_heads;
-  p.head_dim = c.head_dim;
-  p.eps = c.rms_norm_eps;
-  p.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  p.neox = c.rope_style == RopeStyle::kNeox;
+  PersistentDecodeArgs p = persistent_model_args(c);
   p.layers = persistent_layers_;
   p.x = x_.ptr;
   p.embed = token_embd_;  // the kernel reads the token's embedding row itself

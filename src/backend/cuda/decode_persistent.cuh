@@ -63,11 +63,13 @@
 // takes the layer-by-layer kernels. Hopper (sm_90: bulk copies with mbarrier transactions).
 #pragma once
 
+#include <cmath>
 #include <cstring>
 #include <string>
 
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kv_cache_format.h"
+#include "model/model_config.h"
 
 namespace loom::cuda {
 
@@ -216,6 +218,22 @@ struct PersistentDecodeArgs {
   // (same results within rounding).
   uint32_t diag = 0;
 };
+// The arguments' model fields (shape, norm epsilon, attention scale, RoPE pairing) from its
+// config; the caller sets the weights, buffers and the step's inputs.
+inline PersistentDecodeArgs persistent_model_args(const ModelConfig& c) {
+  PersistentDecodeArgs a;
+  a.num_layers = c.num_layers;
+  a.hidden = c.hidden_size;
+  a.ffn = c.intermediate_size;
+  a.num_heads = c.num_heads;
+  a.num_kv_heads = c.num_kv_heads;
+  a.head_dim = c.head_dim;
+  a.eps = c.rms_norm_eps;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  a.neox = c.rope_style == RopeStyle::kNeox;
+  return a;
+}
+
 constexpr uint32_t kPersistentDiagNoMath = 1, kPersistentDiagNoSync = 2, kPersistentDiagNoCopy = 4,
                    kPersistentDiagCudaCoreDot = 8;
 
