@@ -90,6 +90,7 @@ CudaBackend::~CudaBackend() {
         static_cast<void*>(gate_up_.ptr), static_cast<void*>(act_.ptr),
         static_cast<void*>(rows_h_.ptr), static_cast<void*>(ids_.ptr)})
     if (p) cudaFree(p);
+  if (greedy_ids_host_) cudaFreeHost(greedy_ids_host_);
   for (int slot = 0; slot < 2; ++slot) {
     if (meta_host_[slot]) cudaFreeHost(meta_host_[slot]);
     if (meta_uploaded_[slot]) cudaEventDestroy(meta_uploaded_[slot]);
@@ -336,7 +337,10 @@ void CudaBackend::run_layers(const ForwardBatch& b) {
   argmax_in_kernel_ = persistent_logits(in);
   reserve_activations(
       in.T, in.R, attention_workspace_floats(in.splits, in.T, config_.num_heads, config_.head_dim));
-  const uint64_t key = (static_cast<uint64_t>(B) << 32) | static_cast<uint32_t>(in.stride);
+  // The graph bakes in where the token is read (the upload, or the previous kernel's argmax).
+  const uint64_t key = (static_cast<uint64_t>(B) << 33) |
+                       (static_cast<uint64_t>(in.token_from_argmax) << 32) |
+                       static_cast<uint32_t>(in.stride);
   graphs_.launch(key, buffers_generation_, stream_, [&] { launch_layers(in); });
 }
 
@@ -555,9 +559,18 @@ void CudaBackend::forward_greedy(const ForwardBatch& batch, int32_t* token_ids) 
   const int32_t R = static_cast<int32_t>(batch.logits_rows.size());
   const int32_t* ids = argmax_in_kernel_ ? persistent_argmax_ : ids_.ptr;
   if (!argmax_in_kernel_) launch_argmax(logits_.ptr, R, config_.vocab_size, ids_.ptr, stream_);
+  if (R > greedy_ids_capacity_) {
+    if (greedy_ids_host_) LOOM_CUDA_CHECK(cudaFreeHost(greedy_ids_host_));
+    greedy_ids_host_ = nullptr;
+    greedy_ids_capacity_ = std::max(R, options_.max_num_seqs);
+    LOOM_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&greedy_ids_host_),
+                                  static_cast<size_t>(greedy_ids_capacity_) * 4,
+                                  cudaHostAllocDefault));
+  }
   if (R > 0)
-    LOOM_CUDA_CHECK(cudaMemcpyAsync(token_ids, ids, R * 4, cudaMemcpyDeviceToHost, stream_));
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(greedy_ids_host_, ids, R * 4, cudaMemcpyDeviceToHost, stream_));
   LOOM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  std::copy(greedy_ids_host_, greedy_ids_host_ + R, token_ids);
 }
 
 void CudaBackend::swap_out(std::span<const BlockCopy> copies) {

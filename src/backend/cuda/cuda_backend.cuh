@@ -95,6 +95,9 @@ class CudaBackend final : public Backend {
     int32_t num_tiles = 0;               // prefill tiles (attention_prefill.cuh)
     const PrefillTile* tiles = nullptr;  // [num_tiles]
     const uint8_t* skip = nullptr;       // [T] 1 = token in a tile (null when no tiles)
+    // The one token is the greedy token the previous step's persistent kernel left in
+    // persistent_argmax_, and `tokens` points there (no fill kernel between the steps).
+    bool token_from_argmax = false;
   };
   // Leaves logits_ filled for batch.logits_rows (row i of logits_ = logits_rows[i]); pure decode
   // steps replay a captured graph (graph_cache.cuh), others launch their kernels one by one.
@@ -103,7 +106,8 @@ class CudaBackend final : public Backend {
   void run_layers(const ForwardBatch& batch);
   bool graphable(const ForwardBatch& batch) const;
   // Uploads the batch's metadata, padded to `pad_to` one-token rows (0: none) with block tables
-  // of `stride` entries, fills its pending tokens on the device (launch_fill_pending_tokens)
+  // of `stride` entries, fills its pending tokens on the device (launch_fill_pending_tokens,
+  // or for a lone sequence after a persistent step, reads its token where that kernel left it)
   // and picks the attention split.
   StepInputs stage_inputs(const ForwardBatch& batch, int32_t pad_to, int32_t stride);
   void launch_layers(const StepInputs& in);
@@ -164,6 +168,10 @@ class CudaBackend final : public Backend {
   DeviceArray<float> x_, delta_, qkv_, q_, logits_, attn_ws_;
   DeviceArray<bf16> h_, attn_out_, gate_up_, act_, rows_h_;
   DeviceArray<int32_t> ids_;
+  // forward_greedy's ids come back through this pinned buffer: a copy into the caller's pageable
+  // memory would go through the driver's own staging and block the host longer.
+  int32_t* greedy_ids_host_ = nullptr;
+  int32_t greedy_ids_capacity_ = 0;
   uint64_t buffers_generation_ = 0;  // bumped whenever a buffer above moves
 
   std::unique_ptr<DeviceSampler> sampler_;  // created on the first launch_sample

@@ -22,8 +22,9 @@ void CudaBackend::init_persistent_decode() {
                     why.c_str());
     return;
   }
-  persistent_plan_ = plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads,
-                                            c.num_kv_heads, c.head_dim);
+  persistent_plan_ =
+      plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads,
+                             c.head_dim, 0, options_.persistent_pool_percent);
   if (persistent_plan_.grid == 0) {
     LOOM_LOG_INFO(
         "cuda backend: one-token steps layer by layer (no persistent kernel on this GPU)");
@@ -45,9 +46,10 @@ void CudaBackend::init_persistent_decode() {
   persistent_argmax_ = alloc<int32_t>(1);
   LOOM_LOG_INFO(
       "cuda backend: one-token steps in one persistent kernel (%d CTAs, %d stages of "
-      "%d KB, %d attention splits)",
+      "%d KB, %d attention splits, gate/up outputs: %d pairs a CTA and a pool of %d chunks)",
       persistent_plan_.grid, persistent_plan_.stages, kPersistentStageBytes / 1024,
-      persistent_plan_.attn_splits);
+      persistent_plan_.attn_splits, persistent_plan_.gate_up_pairs,
+      persistent_plan_.gate_up_chunks);
 }
 
 PersistentDecodeArgs CudaBackend::persistent_args(const int32_t* token, const int32_t* position,
@@ -82,9 +84,9 @@ void CudaBackend::choose_persistent_ring() {
   const ModelConfig& c = config_;
   if (options_.persistent_in_flight > 0) {
     if (options_.persistent_stages > 0) {
-      const PersistentDecodePlan p =
-          plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads,
-                                 c.head_dim, options_.persistent_stages);
+      const PersistentDecodePlan p = plan_persistent_decode(
+          c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim,
+          options_.persistent_stages, options_.persistent_pool_percent);
       if (p.grid > 0) persistent_plan_ = p;
     }
     persistent_plan_.in_flight = std::min(options_.persistent_in_flight, persistent_plan_.stages);
@@ -93,9 +95,9 @@ void CudaBackend::choose_persistent_ring() {
   // The candidates: 1 and 2 copies in flight, with the plan's ring and with one stage more where
   // it fits.
   std::vector<PersistentDecodePlan> candidates;
-  const PersistentDecodePlan deeper =
-      plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads,
-                             c.head_dim, persistent_plan_.stages + 1);
+  const PersistentDecodePlan deeper = plan_persistent_decode(
+      c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim,
+      persistent_plan_.stages + 1, options_.persistent_pool_percent);
   std::vector<PersistentDecodePlan> rings = {persistent_plan_};
   if (deeper.grid > 0 && deeper.stages > persistent_plan_.stages) rings.push_back(deeper);
   for (const PersistentDecodePlan& ring : rings) {

@@ -103,14 +103,21 @@ CudaBackend::StepInputs CudaBackend::stage_inputs(const ForwardBatch& b, int32_t
   // Pending tokens (kPendingToken in the upload) get the ids the previous launch_sample's
   // sampler wrote; stream order puts this after that sampler and this upload, and before the
   // layers or the graph, which read the tokens from meta_dev_.
-  if (num_pending > 0) {
+  // A lone sequence whose token is the one greedy row of the previous launch, which the
+  // persistent kernel left in persistent_argmax_ (the sampler's device ids are that buffer): the
+  // layers read it there. This step's kernel overwrites it only at its end, after every read of
+  // its token, and stream order puts the previous sampler's download of it before this step.
+  in.token_from_argmax = T == 1 && num_pending == 1 && b.pending_tokens[0].index == 0 &&
+                         b.pending_tokens[0].prev_row == 0 && persistent_argmax_ != nullptr &&
+                         sampler_->device_ids() == persistent_argmax_;
+  if (num_pending > 0 && !in.token_from_argmax) {
     int32_t* d_tokens = reinterpret_cast<int32_t*>(meta_dev_.ptr + T);
     launch_fill_pending_tokens(d_tokens, d_tokens + pending_at, num_pending, sampler_->device_ids(),
                                stream_);
   }
   in.slots = meta_dev_.ptr;
   const int32_t* d32 = reinterpret_cast<const int32_t*>(meta_dev_.ptr + T);
-  in.tokens = d32;
+  in.tokens = in.token_from_argmax ? persistent_argmax_ : d32;
   in.positions = d32 + T;
   in.seq_of_token = d32 + 2 * T;
   in.rows = d32 + 3 * T;
