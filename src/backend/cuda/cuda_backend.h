@@ -70,7 +70,8 @@ struct CudaBackendOptions {
   int32_t persistent_in_flight = 0;
   int32_t persistent_stages = 0;
   // About this percent of the gate/up outputs in the pool its CTAs claim from as they finish
-  // their own share (PersistentDecodePlan::gate_up_chunks); -1: the kernel's default, 0: none.
+  // their own share (PersistentDecodePlan::gate_up_chunks), 0: none; -1: the kernel's default
+  // share and none both measured with the rings at start, the faster kept.
   int32_t persistent_pool_percent = -1;
 };
 

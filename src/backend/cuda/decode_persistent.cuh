@@ -13,10 +13,10 @@
 // running ahead of the computation by the ring's depth (5 stages by default, 160 KB a CTA, ~5 us
 // of the CTA's share of bandwidth) with at most 2 weight copies in flight by default (more
 // outstanding copies slow the hand-overs' round trips to L2 more than they add bandwidth; the
-// backend measures 5 or 6 stages by 1 or 2 copies at start and keeps the fastest, since the best
-// depends on the GPU and the model). The eight consumer warps wait for the activations, then take
-// the stages as they land. So the memory system keeps streaming through the waits, the attention
-// and the norms.
+// backend measures 5 or 6 stages by 1 or 2 copies, with and without the gate/up pool below,
+// at start and keeps the fastest, since the best depends on the GPU and the model). The eight
+// consumer warps wait for the activations, then take the stages as they land. So the memory
+// system keeps streaming through the waits, the attention and the norms.
 //
 // Grid: one CTA per SM, all resident (cooperative launch); 8 consumer warps + 1 producer warp.
 // The CTAs hand each other a phase's outputs through tagged exchange words (PersistentExchange):
