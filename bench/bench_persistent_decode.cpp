@@ -11,8 +11,7 @@
 //
 //   build*/bench/bench_persistent_decode [llama-3.2-1b|llama-3.1-8b|config.json] [out.json]
 //       [--context N (keys attended, default 256)] [--vocab N (default 0: no output layer)]
-//       [--stages N (cap the ring)] [--in-flight N (copies in flight a CTA, at most)]
-//       [--pool P (about P% of the gate/up outputs claimed from a pool, 0: none)] [--trace]
+//       [--stages N (cap the ring)] [--in-flight N (copies in flight a CTA, at most)] [--trace]
 //       [--trace-diag D (the traced launch with diag bits D: where the time goes without parts)]
 //       [--diag D,D,...] (experiments, after the main figure: the launch time with each set of
 //       diag bits D, see PersistentDecodeArgs)
@@ -62,7 +61,6 @@ int main(int argc, char** argv) {
   bool trace = false;
   int32_t max_stages = 0;
   int32_t in_flight = 0;    // --in-flight: copies a producer keeps in flight at most (0: stages)
-  int32_t pool = -1;        // --pool: percent of the gate/up outputs in the claimed pool
   std::string diags;        // --diag
   uint32_t trace_diag = 0;  // --trace-diag
   int positional = 0;
@@ -76,8 +74,6 @@ int main(int argc, char** argv) {
       max_stages = std::atoi(argv[++i]);
     } else if (a == "--in-flight" && i + 1 < argc) {
       in_flight = std::atoi(argv[++i]);
-    } else if (a == "--pool" && i + 1 < argc) {
-      pool = std::atoi(argv[++i]);
     } else if (a == "--diag" && i + 1 < argc) {
       diags = argv[++i];
     } else if (a == "--trace-diag" && i + 1 < argc) {
@@ -105,9 +101,8 @@ int main(int argc, char** argv) {
                  why.c_str());
     return 1;
   }
-  loom::cuda::PersistentDecodePlan plan =
-      loom::cuda::plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads,
-                                         c.num_kv_heads, c.head_dim, max_stages, pool);
+  loom::cuda::PersistentDecodePlan plan = loom::cuda::plan_persistent_decode(
+      c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim, max_stages);
   if (in_flight > 0) plan.in_flight = std::min(in_flight, plan.stages);
   if (plan.grid == 0) {
     std::fprintf(stderr, "no persistent kernel on this GPU (needs Hopper)\n");
@@ -234,10 +229,9 @@ int main(int argc, char** argv) {
               weight_bytes / 1e9, context);
   std::printf(
       "plan: %d CTAs, %d stages of %d KB (%d copies in flight), %d attention splits, %zu B "
-      "shared memory; gate/up: %d pairs a CTA, a pool of %d chunks of %d\n",
+      "shared memory\n",
       plan.grid, plan.stages, loom::cuda::kPersistentStageBytes / 1024, plan.in_flight,
-      plan.attn_splits, plan.smem_bytes, plan.gate_up_pairs, plan.gate_up_chunks,
-      plan.gate_up_chunk_pairs);
+      plan.attn_splits, plan.smem_bytes);
   std::printf(
       "launch %.3f ms (median of 5 x %d); floor %.3f ms at the copy rate %.0f GB/s: "
       "%.0f%%\n",

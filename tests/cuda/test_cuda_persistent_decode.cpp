@@ -257,42 +257,6 @@ TEST(CudaPersistentDecode, ChunkWithoutLogitsWritesTheCache) {
   expect_close(run(*p), run(*r), V, "after a chunk without logits");
 }
 
-// The gate/up outputs' pool (PersistentDecodePlan::gate_up_chunks): none, the default share,
-// half and all of them claimed, on a wide MLP (2,048 chunks of 4 pairs at 100%, ~16 claims a
-// CTA on 132 SMs, so some CTAs reach their kMaxClaims room): the same logits. The pool's
-// chunks are claimed in whatever order the CTAs get there, so the results are also checked to be
-// bitwise the same from run to run.
-TEST(CudaPersistentDecode, EveryPoolShareMatches) {
-  LOOM_REQUIRE_GPU();
-  ModelConfig c = small_llama_config();
-  c.num_layers = 3;
-  c.intermediate_size = 16384;
-  if (!persistent_runs(c)) GTEST_SKIP() << "no persistent kernel on this GPU";
-  auto r = make_backend(c, false);
-  ASSERT_TRUE(r);
-  const int32_t V = r->vocab_size();
-  for (int32_t percent : {0, -1, 50, 100}) {
-    CudaBackendOptions o = test_backend_options(kBlockSize);
-    o.max_num_batched_tokens = 1200;
-    o.persistent_pool_percent = percent;
-    auto p = dummy_cuda_backend(c, o);
-    ASSERT_TRUE(p);
-    const std::string what = "pool " + std::to_string(percent) + "%";
-    compare_decode(*p, *r, 100, 3, what);
-    // Each decode step twice at the same position (its K/V rewritten with the same values).
-    ManualSeq a = seq(random_tokens(43, 5, V), 0, 4);
-    std::vector<float> first(V), again(V);
-    p->forward(make_batch({&a}, {39}, kBlockSize), first.data());
-    for (int step = 0; step < 3; ++step) {
-      p->forward(make_batch({&a}, {1}, kBlockSize), first.data());
-      a.num_computed -= 1;
-      std::fill(again.begin(), again.end(), NAN);
-      p->forward(make_batch({&a}, {1}, kBlockSize), again.data());
-      EXPECT_EQ(first, again) << what << ", step " << step;
-    }
-  }
-}
-
 // Bitwise reproducible: the same tokens in other blocks give the same logits.
 TEST(CudaPersistentDecode, IsDeterministic) {
   LOOM_REQUIRE_GPU();

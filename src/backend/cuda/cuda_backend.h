@@ -69,10 +69,6 @@ struct CudaBackendOptions {
   // N copies, with a ring of at most persistent_stages stages (0: the plan's).
   int32_t persistent_in_flight = 0;
   int32_t persistent_stages = 0;
-  // About this percent of the gate/up outputs in the pool its CTAs claim from as they finish
-  // their own share (PersistentDecodePlan::gate_up_chunks), 0: none; -1: the kernel's default
-  // share and none both measured with the rings at start, the faster kept.
-  int32_t persistent_pool_percent = -1;
 };
 
 // Whether the build has CUDA and a usable GPU is present.

@@ -22,9 +22,8 @@ void CudaBackend::init_persistent_decode() {
                     why.c_str());
     return;
   }
-  persistent_plan_ =
-      plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads,
-                             c.head_dim, 0, options_.persistent_pool_percent);
+  persistent_plan_ = plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads,
+                                            c.num_kv_heads, c.head_dim);
   if (persistent_plan_.grid == 0) {
     LOOM_LOG_INFO(
         "cuda backend: one-token steps layer by layer (no persistent kernel on this GPU)");
@@ -46,10 +45,9 @@ void CudaBackend::init_persistent_decode() {
   persistent_argmax_ = alloc<int32_t>(1);
   LOOM_LOG_INFO(
       "cuda backend: one-token steps in one persistent kernel (%d CTAs, %d stages of "
-      "%d KB, %d attention splits, gate/up outputs: %d pairs a CTA and a pool of %d chunks)",
+      "%d KB, %d attention splits)",
       persistent_plan_.grid, persistent_plan_.stages, kPersistentStageBytes / 1024,
-      persistent_plan_.attn_splits, persistent_plan_.gate_up_pairs,
-      persistent_plan_.gate_up_chunks);
+      persistent_plan_.attn_splits);
 }
 
 PersistentDecodeArgs CudaBackend::persistent_args(const int32_t* token, const int32_t* position,
@@ -84,35 +82,26 @@ void CudaBackend::choose_persistent_ring() {
   const ModelConfig& c = config_;
   if (options_.persistent_in_flight > 0) {
     if (options_.persistent_stages > 0) {
-      const PersistentDecodePlan p = plan_persistent_decode(
-          c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim,
-          options_.persistent_stages, options_.persistent_pool_percent);
+      const PersistentDecodePlan p =
+          plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads,
+                                 c.head_dim, options_.persistent_stages);
       if (p.grid > 0) persistent_plan_ = p;
     }
     persistent_plan_.in_flight = std::min(options_.persistent_in_flight, persistent_plan_.stages);
     return;
   }
   // The candidates: 1 and 2 copies in flight, with the plan's ring and with one stage more where
-  // it fits, each with the gate/up pool at its default share and without it (unless the options
-  // set the share): the pool shortens the gate/up phase's end on some GPUs and models and costs
-  // more than it saves on others (kernel ms, 49,152-token vocabulary, context 256, without /
-  // with: H100 1B 0.818 / 0.812, 8B 4.882 / 4.864; H200 1B 0.680 / 0.689, 8B 3.562 / 3.556).
-  std::vector<int32_t> pools = {options_.persistent_pool_percent};
-  if (options_.persistent_pool_percent < 0) pools.push_back(0);
+  // it fits.
   std::vector<PersistentDecodePlan> candidates;
-  for (int32_t pool : pools) {
-    const PersistentDecodePlan base = plan_persistent_decode(
-        c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim, 0, pool);
-    const PersistentDecodePlan deeper =
-        plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads,
-                               c.head_dim, base.stages + 1, pool);
-    std::vector<PersistentDecodePlan> rings = {base};
-    if (deeper.grid > 0 && deeper.stages > base.stages) rings.push_back(deeper);
-    for (const PersistentDecodePlan& ring : rings) {
-      for (int32_t in_flight : {1, 2}) {
-        candidates.push_back(ring);
-        candidates.back().in_flight = std::min(in_flight, ring.stages);
-      }
+  const PersistentDecodePlan deeper =
+      plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads,
+                             c.head_dim, persistent_plan_.stages + 1);
+  std::vector<PersistentDecodePlan> rings = {persistent_plan_};
+  if (deeper.grid > 0 && deeper.stages > persistent_plan_.stages) rings.push_back(deeper);
+  for (const PersistentDecodePlan& ring : rings) {
+    for (int32_t in_flight : {1, 2}) {
+      candidates.push_back(ring);
+      candidates.back().in_flight = std::min(in_flight, ring.stages);
     }
   }
   // A step of token 0 at position 0 of block 0: it writes that slot's K/V, which no sequence
@@ -149,15 +138,13 @@ void CudaBackend::choose_persistent_ring() {
     const float median = ms[k][kRounds / 2];
     if (k == 0 || median < best_ms) best = k, best_ms = median;
     measured += (k ? ", " : "") + std::to_string(candidates[k].stages) + "/" +
-                std::to_string(candidates[k].in_flight) + "/" +
-                std::to_string(candidates[k].gate_up_chunks) + ": " + std::to_string(median);
+                std::to_string(candidates[k].in_flight) + ": " + std::to_string(median);
   }
   persistent_plan_ = candidates[best];
   LOOM_LOG_INFO(
-      "cuda backend: persistent kernel with %d stages, %d weight copies in flight a CTA, a "
-      "gate/up pool of %d chunks (measured ms a step, stages/in flight/pool chunks: %s)",
-      persistent_plan_.stages, persistent_plan_.in_flight, persistent_plan_.gate_up_chunks,
-      measured.c_str());
+      "cuda backend: persistent kernel with %d stages, %d weight copies in flight a CTA "
+      "(measured ms a step, stages/in flight: %s)",
+      persistent_plan_.stages, persistent_plan_.in_flight, measured.c_str());
 }
 
 bool CudaBackend::persistent_step(const StepInputs& in) const {

@@ -21,10 +21,6 @@ struct Layout {
   int32_t layers = 0;   // PersistentLayer [kSmemLayers]: the first layers' weight pointers
   int32_t red = 0;      // f32 [kConsumerWarps]: the norm's partial sums; at byte 64 the u64
                         // largest argmax key of the CTA's logits
-  int32_t pool = 0;     // u32 [2 layers] words (kPoolFinal), then i32 [2][kMaxClaims]: the
-                        // chunks the producer claimed, both by layer parity (it may be at the
-                        // next layer's claims while the consumers still wait for this one's
-                        // end, never two layers on)
   int32_t bars = 0;     // uint64 [2][stages]: full, empty
   int32_t total = 0;
 };
@@ -51,8 +47,7 @@ Layout make_layout(int32_t hidden, int32_t ffn, int32_t num_heads, int32_t num_k
   l.ctx = l.own + align_up(int64_t{acc_rows} * 4, 128);
   l.layers = l.ctx + align_up(sizeof(AttentionContext), 128);
   l.red = l.layers + align_up(int64_t{kSmemLayers} * sizeof(PersistentLayer), 128);
-  l.pool = l.red + 128;
-  l.bars = l.pool + align_up(4 * (2 + 2 * kMaxClaims), 128);
+  l.bars = l.red + 128;
   l.total = l.bars + 2 * stages * 8;
   return l;
 }
@@ -91,12 +86,10 @@ __device__ __forceinline__ bool logits_chunk(const PersistentDecodeArgs& a, int3
 }
 
 // The segments of a weight phase for this CTA (both the producer and the consumers walk them);
-// returns how many (1 or 2). rows: the CTA's output rows [*r0, *r1). gate_up_pairs >= 0: the
-// gate/up phase's own share of each CTA (the rest is the pool), else equal shares.
+// returns how many (1 or 2). rows: the CTA's output rows [*r0, *r1).
 __device__ __forceinline__ int phase_segments(const PersistentDecodeArgs& a,
-                                              const PersistentLayer& w, int phase,
-                                              int32_t gate_up_pairs, Segment* seg, int32_t* r0,
-                                              int32_t* r1) {
+                                              const PersistentLayer& w, int phase, Segment* seg,
+                                              int32_t* r0, int32_t* r1) {
   const int32_t H = a.hidden, F = a.ffn, QD = a.num_heads * a.head_dim;
   const int32_t NQKV = QD + 2 * a.num_kv_heads * a.head_dim;
   const int cta = blockIdx.x;
@@ -118,13 +111,8 @@ __device__ __forceinline__ int phase_segments(const PersistentDecodeArgs& a,
   }
   // gate_up: an even share (its outputs travel in bf16 pairs).
   const int32_t unit = phase == kGateUp ? 2 : 1;
-  if (phase == kGateUp && gate_up_pairs >= 0) {
-    *r0 = cta * gate_up_pairs * 2;
-    *r1 = *r0 + gate_up_pairs * 2;
-  } else {
-    *r0 = share_begin(rows / unit, cta) * unit;
-    *r1 = share_begin(rows / unit, cta + 1) * unit;
-  }
+  *r0 = share_begin(rows / unit, cta) * unit;
+  *r1 = share_begin(rows / unit, cta + 1) * unit;
   const int32_t n = *r1 - *r0;
   seg[0] = Segment{reinterpret_cast<const char*>(base + int64_t{*r0} * in), n * in * 2, in * 2, 0};
   if (phase != kGateUp) return 1;
@@ -143,34 +131,11 @@ __device__ __forceinline__ const PersistentLayer& layer_weights(const Persistent
 }
 
 // One ring stage for the producer to fill: kStageBytes at most of weights (kv0 < 0), or the K
-// and V rows of keys [kv0, kv1) of `layer`'s attention (ring_end). A claimed chunk of the
-// gate/up pool (claim >= 0, this CTA's claim-th of `layer`) has its up rows (src2, bytes2) right
-// after its gate rows.
+// and V rows of keys [kv0, kv1) of `layer`'s attention (ring_end).
 struct StageJob {
   const char* src;
   uint32_t bytes;
   int32_t kv0, kv1, layer;
-  const char* src2 = nullptr;
-  uint32_t bytes2 = 0;
-  int32_t claim = -1, chunk = -1;
-};
-
-// The producer's side of the gate/up pool: claims a chunk at a time from the layer's counter
-// (an atomic add), one claim ahead, so that the add's round trip to L2 overlaps the wait for a
-// free stage rather than delaying the next copy.
-struct PoolCursor {
-  unsigned* counters = nullptr;  // PersistentDecodeArgs::sync + 4: one a layer
-  int32_t first_pair = 0;        // the pool's first output pair
-  int32_t chunk_pairs = 0, chunks = 0;
-  int32_t max_claims = 0;  // a layer's, at most (KernelShape::gate_up_max_claims)
-  bool pending = false;    // a claim in flight (its result in `next`)
-  uint32_t next = 0;
-  int32_t claims = 0;  // this CTA's chunks in the current layer
-
-  __device__ __forceinline__ void claim(int32_t layer) {
-    next = atomicAdd(counters + layer, 1u);
-    pending = true;
-  }
 };
 
 // Walks a CTA's weight stream stage by stage: layers, their weight phases, the phases'
@@ -186,9 +151,6 @@ struct StreamCursor {
   int32_t off = 0;
   int32_t kv_next = -1;  // the next K/V stage's first key; -1: none now
   Segment seg[2];
-  int32_t gate_up_pairs = -1;               // KernelShape::gate_up_pairs
-  PoolCursor pool;                          // pool.chunks 0: none
-  volatile uint32_t* pool_words = nullptr;  // to the consumers, by layer parity (Layout::pool)
 
   __device__ __forceinline__ bool next(const PersistentDecodeArgs& a, StageJob* job) {
     while (layer < a.num_layers + (a.logits != nullptr)) {
@@ -206,8 +168,7 @@ struct StreamCursor {
       if (nseg < 0) {
         int32_t r0, r1;
         if (layer < a.num_layers) {
-          nseg = phase_segments(a, layer_weights(a, layers, layer), phase, gate_up_pairs, seg, &r0,
-                                &r1);
+          nseg = phase_segments(a, layer_weights(a, layers, layer), phase, seg, &r0, &r1);
         } else if (!logits_chunk(a, acc_rows, phase, seg, &r0, &r1)) {
           return false;
         } else {
@@ -216,48 +177,16 @@ struct StreamCursor {
         i = 0;
         off = 0;
       }
-      const bool pooled = phase == kGateUp && layer < a.num_layers && pool.chunks > 0;
       if (i < nseg && off < seg[i].bytes) {
         *job = StageJob{seg[i].src + off,
                         static_cast<uint32_t>(min(kStageBytes, seg[i].bytes - off)), -1, 0, 0};
         off += kStageBytes;
-        // The first claim goes out with the own share's last stage.
-        if (pooled && i == nseg - 1 && off >= seg[i].bytes && !pool.pending) pool.claim(layer);
         return true;
       }
       if (i < nseg) {
         ++i;
         off = 0;
         continue;
-      }
-      if (pooled) {
-        // (At kMaxClaims no claim goes out: a chunk claimed is a chunk this CTA must compute.)
-        if (!pool.pending && pool.claims < pool.max_claims) pool.claim(layer);
-        const uint32_t c = pool.next;  // the claim's result
-        if (pool.pending && c < static_cast<uint32_t>(pool.chunks)) {
-          pool.pending = false;
-          if (pool.claims + 1 < pool.max_claims) pool.claim(layer);  // the next, ahead
-          const int32_t p0 = pool.first_pair + static_cast<int32_t>(c) * pool.chunk_pairs;
-          const int32_t rows = 2 * min(pool.chunk_pairs, a.ffn / 2 - p0);  // gate rows (= up)
-          const bf16* gate_up = layer_weights(a, layers, layer).w_gate_up;
-          const uint32_t bytes = static_cast<uint32_t>(rows) * a.hidden * 2;
-          *job = StageJob{
-              reinterpret_cast<const char*>(gate_up + int64_t{2} * p0 * a.hidden),
-              bytes,
-              -1,
-              0,
-              layer,
-              reinterpret_cast<const char*>(gate_up + (int64_t{a.ffn} + 2 * p0) * a.hidden),
-              bytes,
-              pool.claims++,
-              static_cast<int32_t>(c)};
-          return true;
-        }
-        // The pool is empty (or this CTA's room full): the consumers take no more claims.
-        pool_words[layer % 2] = (static_cast<uint32_t>(layer + 1) << 16) | kPoolFinal |
-                                static_cast<uint32_t>(pool.claims);
-        pool.pending = false;
-        pool.claims = 0;
       }
       nseg = -1;
       if (phase == kQkv && layer < a.num_layers && kv_end > kv_k0) kv_next = kv_k0;
@@ -278,8 +207,6 @@ struct KernelShape {
   int32_t splits;
   int32_t acc_rows;   // the stride of each warp's row sums
   int32_t in_flight;  // PersistentDecodePlan::in_flight
-  // PersistentDecodePlan's gate/up pool; gate_up_pairs -1: equal shares, no pool.
-  int32_t gate_up_pairs, gate_up_chunk_pairs, gate_up_chunks, gate_up_max_claims;
 };
 
 // D: head_dim; GM: the most query heads per KV head (4 or 8: the attention's registers).
@@ -293,13 +220,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint64_t* empty = full + lay.stages;
   // The largest argmax key of this CTA's logits (a.argmax): past the norm's partial sums.
   unsigned long long* cta_best = reinterpret_cast<unsigned long long*>(smem + lay.red + 64);
-  // The producer's word to its consumers about the gate/up pool, and its claimed chunks
-  // (Layout::pool).
-  volatile uint32_t* pool_words = reinterpret_cast<volatile uint32_t*>(smem + lay.pool);
-  volatile int32_t* claimed = reinterpret_cast<volatile int32_t*>(smem + lay.pool + 8);
   if (threadIdx.x == 0) {
     *cta_best = 0;
-    pool_words[0] = pool_words[1] = 0;
     for (int i = 0; i < lay.stages; ++i) {
       mbar_init(full + i, 1);
       mbar_init(empty + i, kConsumerWarps);
@@ -327,15 +249,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     StreamCursor cursor;
     cursor.layers = layers;
     cursor.acc_rows = shape.acc_rows;
-    cursor.gate_up_pairs = shape.gate_up_pairs;
-    cursor.pool_words = pool_words;
-    if (shape.gate_up_chunks > 0 && a.num_layers <= kPersistentPoolLayers) {
-      cursor.pool.counters = a.sync + 4;
-      cursor.pool.first_pair = static_cast<int32_t>(gridDim.x) * shape.gate_up_pairs;
-      cursor.pool.chunk_pairs = shape.gate_up_chunk_pairs;
-      cursor.pool.chunks = shape.gate_up_chunks;
-      cursor.pool.max_claims = shape.gate_up_max_claims;
-    }
     int32_t used = 0, kv_head = 0, split = 0, k1 = 0;
     if (attention_share(a, shape.splits, ctx.pos, &used, &kv_head, &split, &cursor.kv_k0, &k1))
       cursor.kv_end = ring_end(cursor.kv_k0, k1, ctx.pos);
@@ -362,11 +275,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (a.diag & kPersistentDiagNoCopy) {
         mbar_arrive(full + slot);
       } else if (job.kv0 < 0) {
-        mbar_arrive_expect_tx(full + slot, job.bytes + job.bytes2);
+        mbar_arrive_expect_tx(full + slot, job.bytes);
         bulk_load(smem + slot * kStageBytes, job.src, job.bytes, full + slot, policy);
-        if (job.bytes2 > 0)
-          bulk_load(smem + slot * kStageBytes + job.bytes, job.src2, job.bytes2, full + slot,
-                    policy);
       } else {  // K rows to the stage's first half, V rows to its second, a copy per KV block
         mbar_arrive_expect_tx(full + slot, job.bytes);
         char* dst = smem + slot * kStageBytes;
@@ -382,12 +292,6 @@ __global__ void __launch_bounds__(kThreads, 1)
           bulk_load_kept(dst + kStageBytes / 2 + at, rows + v_off, n, full + slot);
           k = e;
         }
-      }
-      if (job.claim >= 0) {  // the consumers may take this chunk (it is the next stage)
-        claimed[(job.layer % 2) * kMaxClaims + job.claim] = job.chunk;
-        __threadfence_block();
-        pool_words[job.layer % 2] =
-            (static_cast<uint32_t>(job.layer + 1) << 16) | static_cast<uint32_t>(job.claim + 1);
       }
       if (++slot == static_cast<uint32_t>(lay.stages)) slot = 0, parity ^= 1;
     }
@@ -490,7 +394,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const PersistentLayer* w = layer < L ? &layer_weights(a, layers, layer) : nullptr;
     int nseg = 1;
     if (layer < L) {
-      nseg = phase_segments(a, *w, phase, shape.gate_up_pairs, seg, &r0, &r1);
+      nseg = phase_segments(a, *w, phase, seg, &r0, &r1);
       if (phase == kQkv) mark(layer, kTraceQkvStart);
       if (phase == kGateUp) mark(layer, kTraceGateUpStart);
       if (phase == kDown) mark(layer, kTraceDownStart);
@@ -524,17 +428,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                   : phase == kO      ? kTraceOInput
                   : phase == kGateUp ? kTraceGateUpInput
                                      : kTraceDownInput);
-    // The gate/up phase: its own share, then the chunks its producer claims from the pool.
-    const PoolClaims pool{pool_words + layer % 2,
-                          claimed + (layer % 2) * kMaxClaims,
-                          static_cast<uint32_t>(layer + 1) << 16,
-                          static_cast<int32_t>(gridDim.x) * shape.gate_up_pairs,
-                          shape.gate_up_chunk_pairs,
-                          F / 2,
-                          H * 2,
-                          2 * (r1 - r0)};
-    const bool pooled = phase == kGateUp && shape.gate_up_chunks > 0;
-    const int32_t claims = consume_phase(ring, seg, nseg, x_s, acc_warp, pooled ? &pool : nullptr);
+    consume_phase(ring, seg, nseg, x_s, acc_warp);
     if (layer < L)
       mark(layer, phase == kQkv      ? kTraceQkvDone
                   : phase == kO      ? kTraceODone
@@ -582,22 +476,6 @@ __global__ void __launch_bounds__(kThreads, 1)
           }
           ll_store(act_ll(layer) + r0 / 2 + i, pack_bf16(y[0], y[1]), tag(layer, 3));
         }
-        // The claimed chunks' pairs: pair q of claim k (its gate rows at acc0 + 4 cp k, its up
-        // rows right after them).
-        for (int32_t i = threadIdx.x; i < claims * pool.chunk_pairs; i += kConsumers) {
-          const int32_t k = i / pool.chunk_pairs, q = i % pool.chunk_pairs;
-          const int32_t p0 = pool.first_pair + pool.claimed[k] * pool.chunk_pairs;
-          const int32_t np = min(pool.chunk_pairs, pool.pairs - p0);
-          if (q >= np) continue;
-          const int32_t base = pool.acc0 + 4 * pool.chunk_pairs * k;
-          float y[2];
-#pragma unroll
-          for (int j = 0; j < 2; ++j) {
-            const float g = row_sum(base + 2 * q + j), u = row_sum(base + 2 * np + 2 * q + j);
-            y[j] = g / (1.0f + __expf(-g)) * u;
-          }
-          ll_store(act_ll(layer) + p0 + q, pack_bf16(y[0], y[1]), tag(layer, 3));
-        }
         break;
       case kDown:
         add_to_residual(x_ll(layer, 1), tag(layer, 4), layer + 1 == L);
@@ -636,9 +514,6 @@ __global__ void __launch_bounds__(kThreads, 1)
         __threadfence();
         *a.argmax = persistent_argmax_token(atomicExch(argmax_max, 0ull));
       }
-      // Every claim of the launch is in (each CTA's consumers saw its producer's last).
-      if (shape.gate_up_chunks > 0)
-        for (int32_t l = 0; l < a.num_layers; ++l) a.sync[4 + l] = 0u;
       atomicAdd(a.sync + 1, 1u);
       atomicExch(a.sync, 0u);
     }
@@ -698,40 +573,12 @@ bool persistent_decode_supports(int32_t hidden, int32_t ffn, int32_t num_heads,
 
 PersistentDecodePlan plan_persistent_decode(int32_t hidden, int32_t ffn, int32_t num_heads,
                                             int32_t num_kv_heads, int32_t head_dim,
-                                            int32_t max_stages, int32_t pool_percent) {
+                                            int32_t max_stages) {
   PersistentDecodePlan p;
   if (device_attribute(cudaDevAttrComputeCapabilityMajor) < 9) return p;
   const int32_t sms = device_attribute(cudaDevAttrMultiProcessorCount);
   const int32_t smem_max = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
-  // The gate/up pool: chunks of one stage (chunk_rows gate rows and as many up rows, whole output
-  // pairs), about pool_percent of the pairs, never more chunks than the CTAs can claim together.
-  const int32_t pairs = ffn / 2;
-  const int32_t chunk_rows = std::min(kMaxChunkRows, kStageBytes / (4 * hidden)) / 2 * 2;
-  const int32_t percent = pool_percent >= 0 ? std::min(pool_percent, 100) : kGateUpPoolPercent;
-  p.gate_up_pairs = -1;
-  if (percent > 0 && chunk_rows >= 2) {
-    const int32_t cp = chunk_rows / 2;
-    int32_t own = static_cast<int32_t>(int64_t{pairs} * (100 - percent) / 100 / sms);
-    const int64_t over = int64_t{pairs} - int64_t{sms} * kMaxClaims * cp;
-    if (over > 0) own = std::max(own, static_cast<int32_t>(ceil_div(over, sms)));
-    const int32_t pool_pairs = pairs - sms * own;
-    if (pool_pairs > 0) {
-      p.gate_up_pairs = own;
-      p.gate_up_chunk_pairs = cp;
-      p.gate_up_chunks = static_cast<int32_t>(ceil_div(pool_pairs, cp));
-    }
-  }
-  int32_t acc_rows = acc_rows_for(hidden, ffn, num_heads, num_kv_heads, head_dim, sms);
-  if (p.gate_up_chunks > 0) {
-    // A CTA's claims: three times its even share of the chunks (at least 4), at most kMaxClaims;
-    // the pool empties either way (grid * max_claims >= chunks). Each takes row sums for its
-    // gate and up rows, past the CTA's own.
-    p.gate_up_max_claims = std::min<int32_t>(
-        kMaxClaims,
-        std::max<int32_t>(4, 3 * static_cast<int32_t>(ceil_div(p.gate_up_chunks, sms))));
-    acc_rows =
-        std::max(acc_rows, 4 * p.gate_up_pairs + 4 * p.gate_up_chunk_pairs * p.gate_up_max_claims);
-  }
+  const int32_t acc_rows = acc_rows_for(hidden, ffn, num_heads, num_kv_heads, head_dim, sms);
   const Layout none = make_layout(hidden, ffn, num_heads, num_kv_heads, head_dim, acc_rows, 0);
   const int32_t fit = std::min(kMaxStages, (smem_max - none.total) / (kStageBytes + 16));
   const int32_t stages = std::min(fit, max_stages > 0 ? max_stages : kRingStages);
@@ -766,13 +613,6 @@ void launch_persistent_decode(const PersistentDecodeArgs& a, const PersistentDec
       persistent_exchange(a.hidden, a.ffn, a.num_heads, a.num_kv_heads, a.head_dim, p.attn_splits);
   shape.acc_rows = p.acc_rows;
   shape.in_flight = p.in_flight > 0 ? std::min(p.in_flight, p.stages) : p.stages;
-  // The pool's counters cover the first kPersistentPoolLayers layers; deeper models take equal
-  // shares (the row sums' room fits them too).
-  const bool pool = p.gate_up_chunks > 0 && a.num_layers <= kPersistentPoolLayers;
-  shape.gate_up_pairs = pool ? p.gate_up_pairs : -1;
-  shape.gate_up_chunk_pairs = pool ? p.gate_up_chunk_pairs : 0;
-  shape.gate_up_chunks = pool ? p.gate_up_chunks : 0;
-  shape.gate_up_max_claims = pool ? p.gate_up_max_claims : 0;
   LOOM_CHECK(static_cast<size_t>(shape.layout.total) == p.smem_bytes);
   const bool small_group = a.num_heads / a.num_kv_heads <= 4;
   auto* kernel =

@@ -13,10 +13,10 @@
 // running ahead of the computation by the ring's depth (5 stages by default, 160 KB a CTA, ~5 us
 // of the CTA's share of bandwidth) with at most 2 weight copies in flight by default (more
 // outstanding copies slow the hand-overs' round trips to L2 more than they add bandwidth; the
-// backend measures 5 or 6 stages by 1 or 2 copies, with and without the gate/up pool below,
-// at start and keeps the fastest, since the best depends on the GPU and the model). The eight
-// consumer warps wait for the activations, then take the stages as they land. So the memory
-// system keeps streaming through the waits, the attention and the norms.
+// backend measures 5 or 6 stages by 1 or 2 copies at start and keeps the fastest, since the best
+// depends on the GPU and the model). The eight consumer warps wait for the activations, then take
+// the stages as they land. So the memory system keeps streaming through the waits, the attention
+// and the norms.
 //
 // Grid: one CTA per SM, all resident (cooperative launch); 8 consumer warps + 1 producer warp.
 // The CTAs hand each other a phase's outputs through tagged exchange words (PersistentExchange):
@@ -38,12 +38,7 @@
 //          shared memory when the queries arrive, with no round trip on the critical path.
 //   o      attn into shared memory; its rows of W_o, added into x (the residual stream)
 //   gate   RMSNorm(x); its outputs n of W_gate_up (gate row n and up row ffn + n) ->
-//          act[n] = silu(gate) * up (bf16 pairs: a CTA's share of n is even). A CTA's share is
-//          its own pairs, then chunks (one stage of gate and up rows each) its producer claims
-//          from a pool with an atomic add as it gets there: the CTAs' streaming rates differ
-//          by a few percent from SM to SM and from layer to layer, and with equal shares the
-//          phase, the longest of a layer, ended with the slowest CTA (8B on an H100: the last
-//          act word 5.6 us after the median one's, 1.7 with the pool)
+//          act[n] = silu(gate) * up (bf16 pairs: a CTA's share of n is even)
 //   down   act into shared memory; its rows of W_down, added into x
 // and after the last layer, when the step wants logits:
 //   logits RMSNorm(x) with the output norm; its rows of the output layer -> logits (f32), in
@@ -128,22 +123,13 @@ __host__ __device__ constexpr int32_t persistent_kv_stage_keys(int32_t head_dim)
 }
 
 struct PersistentDecodePlan {
-  int32_t grid = 0;         // CTAs: one per SM
-  int32_t stages = 0;       // ring stages of kPersistentStageBytes per CTA
-  int32_t in_flight = 0;    // copies a CTA's producer keeps in flight at most (<= stages)
-  int32_t attn_splits = 0;  // context splits per KV head
-  int32_t acc_rows = 0;     // most accumulator rows a CTA needs in one phase
-  // The gate/up phase's outputs in two parts: each CTA's own gate_up_pairs output pairs, given
-  // in advance, and a pool of gate_up_chunks chunks of gate_up_chunk_pairs pairs (a ring stage
-  // of gate and up rows each) that the CTAs claim as they finish their own, so that the phase
-  // ends when the pool is empty rather than when the slowest CTA is through an equal share
-  // (gate_up_chunks 0: equal shares, no pool).
-  int32_t gate_up_pairs = 0;
-  int32_t gate_up_chunk_pairs = 0;
-  int32_t gate_up_chunks = 0;
-  int32_t gate_up_max_claims = 0;  // chunks one CTA claims in a layer, at most
-  size_t smem_bytes = 0;           // dynamic shared memory per CTA
-  int64_t workspace_bytes = 0;     // PersistentDecodeArgs::workspace (PersistentExchange)
+  int32_t grid = 0;             // CTAs: one per SM
+  int32_t stages = 0;           // ring stages of kPersistentStageBytes per CTA
+  int32_t in_flight = 0;        // copies a CTA's producer keeps in flight at most (<= stages)
+  int32_t attn_splits = 0;      // context splits per KV head
+  int32_t acc_rows = 0;         // most accumulator rows a CTA needs in one phase
+  size_t smem_bytes = 0;        // dynamic shared memory per CTA
+  int64_t workspace_bytes = 0;  // PersistentDecodeArgs::workspace (PersistentExchange)
 };
 
 // The workspace through which the CTAs hand each other a phase's outputs, two copies (even and
@@ -163,14 +149,11 @@ struct PersistentExchange {
 PersistentExchange persistent_exchange(int32_t hidden, int32_t ffn, int32_t num_heads,
                                        int32_t num_kv_heads, int32_t head_dim, int32_t splits);
 
-// Words of the synchronisation buffer: the exit counter, the launch count (the tags' base),
-// (words 2-3, one u64) the running maximum of the greedy argmax's keys (persistent_argmax_key),
-// then one counter per layer of the gate/up pool's claimed chunks (the first
-// kPersistentPoolLayers layers; past them the phase takes equal shares). Zero when allocated; a
-// launch leaves the exit counter, the maximum and the pool counters zero.
+// Words of the synchronisation buffer: the exit counter, the launch count (the tags' base), and
+// (words 2-3, one u64) the running maximum of the greedy argmax's keys (persistent_argmax_key).
+// Zero when allocated; a launch leaves the exit counter and the maximum zero.
 constexpr int32_t kPersistentMaxKvHeads = 128;
-constexpr int32_t kPersistentPoolLayers = 128;
-constexpr int32_t kPersistentSyncWords = 4 + kPersistentPoolLayers;
+constexpr int32_t kPersistentSyncWords = 4;
 
 // The greedy argmax of the logits as one 64-bit maximum (the CTAs' atomicMax): the value's bits
 // mapped so that unsigned order is float order (high word) and the index inverted (low word), so
@@ -285,11 +268,10 @@ bool persistent_decode_supports(int32_t hidden, int32_t ffn, int32_t num_heads,
 
 // The launch shape on the current device; grid == 0 when the device cannot run it (before
 // Hopper, or too little shared memory). max_stages > 0: a ring of that many stages (as many as
-// fit, at most) instead of the default (benchmarks). pool_percent >= 0: about that share of the
-// gate/up outputs in the claimed pool instead of the default (0: none; benchmarks).
+// fit, at most) instead of the default (benchmarks).
 PersistentDecodePlan plan_persistent_decode(int32_t hidden, int32_t ffn, int32_t num_heads,
                                             int32_t num_kv_heads, int32_t head_dim,
-                                            int32_t max_stages = 0, int32_t pool_percent = -1);
+                                            int32_t max_stages = 0);
 
 void launch_persistent_decode(const PersistentDecodeArgs& args, const PersistentDecodePlan& plan,
                               cudaStream_t stream);

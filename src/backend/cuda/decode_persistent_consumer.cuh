@@ -140,56 +140,17 @@ __device__ __forceinline__ void dot_slices(const char* stage, int32_t seg_off, i
   }
 }
 
-// The consumers' side of the gate/up pool (PersistentDecodePlan::gate_up_chunks): the chunks
-// their producer claimed, in the order it issued their stages, each published as claimed[k] and
-// then the word (tag | k + 1), and the end of its claims (tag | kPoolFinal | count).
-struct PoolClaims {
-  const volatile uint32_t* word;
-  const volatile int32_t* claimed;
-  uint32_t tag;                // (layer + 1) << 16
-  int32_t first_pair;          // the pool's first output pair
-  int32_t chunk_pairs, pairs;  // a chunk's output pairs; the phase's (ffn / 2)
-  int32_t row_bytes;           // hidden * 2
-  int32_t acc0;                // the row sums' row of the first chunk's first gate row
-
-  // Claim k's segment (its gate rows, then as many up rows, in one stage; row sums from acc0 +
-  // 4 chunk_pairs k), once the producer has it; false when it claimed no more than k.
-  __device__ __forceinline__ bool segment(int32_t k, Segment* seg) const {
-    uint32_t w = 0;
-    if (threadIdx.x % 32 == 0) do {
-        w = *word;
-      } while ((w & 0xFFFF0000u) != tag ||
-               (static_cast<int32_t>(w & 0x7FFFu) <= k && !(w & kPoolFinal)));
-    w = __shfl_sync(0xFFFFFFFFu, w, 0);
-    if (static_cast<int32_t>(w & 0x7FFFu) <= k) return false;
-    const int32_t p0 = first_pair + claimed[k] * chunk_pairs;
-    const int32_t rows = 2 * min(chunk_pairs, pairs - p0);
-    *seg = Segment{nullptr, 2 * rows * row_bytes, row_bytes, acc0 + 4 * chunk_pairs * k};
-    return true;
-  }
-};
-
 // Consumes a phase's stages in order (the producer issued them in the same order): warp w takes
 // the w-th kWarpBytes of each stage. The bookkeeping a stage is a few additions (its row and
 // column move by a fixed step), no divisions: at 32 KB a stage and ~1 us of a CTA's bandwidth,
 // what the warps spend between two stages is on the critical path of catching up after a
-// wait. Then, with `pool`, the chunks the producer claimed, one stage each, through the same
-// loop (one copy of the products' code); returns how many.
-__device__ __forceinline__ int32_t consume_phase(Ring& ring, const Segment* segs, int nseg,
-                                                 const bf16* x, float* acc_warp,
-                                                 const PoolClaims* pool) {
+// wait.
+__device__ __forceinline__ void consume_phase(Ring& ring, const Segment* segs, int nseg,
+                                              const bf16* x, float* acc_warp) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   RowSum rs;
-  int32_t claims = 0;
-  for (int i = 0;; ++i) {
-    Segment seg;
-    if (i < nseg) {
-      seg = segs[i];
-    } else if (pool && pool->segment(claims, &seg)) {
-      ++claims;
-    } else {
-      break;
-    }
+  for (int i = 0; i < nseg; ++i) {
+    const Segment seg = segs[i];
     // Fast path: rows are whole warp chunks, so a warp's 4 KB lie in one row: row r, bytes
     // [col, col + 4 KB) of it, stepping by (rows_step, col_step) a stage.
     const bool whole = seg.row_bytes % kWarpBytes == 0;
@@ -231,7 +192,6 @@ __device__ __forceinline__ int32_t consume_phase(Ring& ring, const Segment* segs
     }
   }
   flush(rs, acc_warp);
-  return claims;
 }
 
 // x_s[k] = bf16(x[k] * rsqrt(mean x^2 + eps) * w[k]) (rmsnorm.cu's arithmetic), by the consumers.

@@ -36,17 +36,6 @@ constexpr int kMaxSplits = 64;      // attention splits per KV head
 constexpr int kTableEntries = 512;  // block-table entries of its keys a CTA keeps in shared memory
 constexpr int kRowAlign = 256;      // hidden, ffn, q_dim: multiples of this (512-byte rows)
 constexpr int kSmemLayers = 128;    // layers whose weight pointers a CTA keeps in shared memory
-// The gate/up pool (PersistentDecodePlan::gate_up_chunks): its default share of the outputs, in
-// percent, and the most chunks one CTA may claim in a layer (the room of its list of claims;
-// the plan's gate_up_max_claims is at most this, and the pool never holds more chunks than
-// every CTA can claim, so it always empties).
-constexpr int kGateUpPoolPercent = 12;
-constexpr int kMaxClaims = 24;
-// A claimed chunk's gate rows (as many up rows follow them in its stage), at most.
-constexpr int kMaxChunkRows = 8;
-// The producer's word to its consumers about the pool: (layer + 1) << 16, the chunks it claimed
-// so far in that layer (low 15 bits), and kPoolFinal once it claims no more.
-constexpr uint32_t kPoolFinal = 0x8000u;
 static_assert(sizeof(PersistentLayer) % 8 == 0, "the layer table is copied in 8-byte words");
 
 // Left out of the pre-Hopper device pass (the kernel traps there; the host never launches it).
