@@ -416,8 +416,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                              : phase == kGateUp ? tag(layer, 2)
                                                 : tag(L - 1, 4);
       // (Fewer registers for the norm where the attention takes 8 query heads a KV head.)
-      norm_to_shared<GM == 8 ? 8 : 16>(x_in ? nullptr : a.x, x_in, x_tag, check, norm_w, H, a.eps,
-                                       x_s, red);
+      norm_to_shared<GM == 8 ? 8 : 16>(x_in ? nullptr : a.x, x_in, x_tag, check, norm_w, H, x_s,
+                                       red);
     } else if (phase == kO || phase == kDown) {
       pairs_to_shared(phase == kO ? attn_ll(layer) : act_ll(layer), phase == kO ? QD / 2 : F / 2,
                       phase == kO ? tag(layer, 1) : tag(layer, 3), check, x_s);
@@ -435,11 +435,14 @@ __global__ void __launch_bounds__(kThreads, 1)
                   : phase == kGateUp ? kTraceGateUpDone
                                      : kTraceDownDone);
     consumer_sync();
+    // The scale of the phase's RMSNorm (its products took x * w): QKV, gate/up and the output
+    // layer's chunks (the output norm's sums stay in `red` through them).
+    const float inv = phase == kO || phase == kDown ? 1.0f : norm_scale(red, H, a.eps);
     switch (phase) {
       case kQkv:
         for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers)
           ll_store(qkv_ll(layer) + r0 + i,
-                   __float_as_uint(row_sum(i) + (w->qkv_bias ? w->qkv_bias[r0 + i] : 0.0f)),
+                   __float_as_uint(row_sum(i) * inv + (w->qkv_bias ? w->qkv_bias[r0 + i] : 0.0f)),
                    tag(layer, 0));
         // (A CTA without attention work marks its attention's events all at once.)
         mark(layer, kTraceAttnStart);
@@ -471,7 +474,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           float y[2];
 #pragma unroll
           for (int k = 0; k < 2; ++k) {
-            const float g = row_sum(2 * i + k), u = row_sum(r1 - r0 + 2 * i + k);
+            const float g = row_sum(2 * i + k) * inv, u = row_sum(r1 - r0 + 2 * i + k) * inv;
             y[k] = g / (1.0f + __expf(-g)) * u;
           }
           ll_store(act_ll(layer) + r0 / 2 + i, pack_bf16(y[0], y[1]), tag(layer, 3));
@@ -483,7 +486,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       default: {  // the output layer, and the largest argmax key of the chunk into cta_best
         unsigned long long best = 0;
         for (int32_t i = threadIdx.x; i < r1 - r0; i += kConsumers) {
-          const float v = row_sum(i);
+          const float v = row_sum(i) * inv;
           a.logits[r0 + i] = v;
           best = max(best, static_cast<unsigned long long>(persistent_argmax_key(v, r0 + i)));
         }

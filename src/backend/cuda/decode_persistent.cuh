@@ -24,7 +24,9 @@
 // and phase's tag yet, with no grid barrier (a barrier costs a release, an arrival and a poll,
 // ~3 round trips to L2 that queue behind the weight stream, on the critical path five times a
 // layer). Per layer:
-//   qkv    every CTA: RMSNorm(x) into shared memory (bf16, as the norm kernel would write it);
+//   qkv    every CTA: RMSNorm(x) into shared memory as bf16(x * w), its scale rsqrt(mean x^2 +
+//          eps) applied to the row sums after the products (so they need not wait for the
+//          block's sum of squares);
 //          its rows of W_qkv -> qkv (f32, bias added)
 //   attn   CTA (kv head h, split s) of num_kv_heads x splits (whole 16-key blocks; one split
 //          up to 128 keys, else splits of >= 32 keys): RoPE of the group's queries and, in the

@@ -194,7 +194,11 @@ __device__ __forceinline__ void consume_phase(Ring& ring, const Segment* segs, i
   flush(rs, acc_warp);
 }
 
-// x_s[k] = bf16(x[k] * rsqrt(mean x^2 + eps) * w[k]) (rmsnorm.cu's arithmetic), by the consumers.
+// The RMSNorm of x for the products, by the consumers, in two parts: x_s[k] = bf16(x[k] * w[k])
+// now, and each warp's sum of x^2 into red[warp], whose scale (norm_scale) the phase's epilogue
+// applies to the row sums. So the products start as soon as x is in, without waiting for the
+// block's sum first (rmsnorm.cu rounds x * rsqrt(mean x^2 + eps) * w to bf16 instead: the
+// same within bf16 rounding, which is relative).
 // x: from x_ll (the exchange words of tag `tag`), or, for the first layer, the f32 vector x_f32.
 // x and w are read once, together (one round trip to L2 on the critical path: w's loads are
 // issued before the wait for x, since the waits' loads are volatile and nothing moves past them):
@@ -202,7 +206,7 @@ __device__ __forceinline__ void consume_phase(Ring& ring, const Segment* segs, i
 template <int kVals>
 __device__ __forceinline__ void norm_to_shared(const float* x_f32, const uint64_t* x_ll,
                                                uint32_t tag, bool check, const float* w, int32_t n,
-                                               float eps, bf16* x_s, float* red) {
+                                               bf16* x_s, float* red) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   // Element j of this thread: threadIdx.x + j * kConsumers (past n: a repeat of the last one).
   auto index = [&](int32_t j) {
@@ -232,24 +236,26 @@ __device__ __forceinline__ void norm_to_shared(const float* x_f32, const uint64_
 #pragma unroll
   for (int j = 0; j < kVals; ++j)
     if (threadIdx.x + j * kConsumers < n) ss += xv[j] * xv[j];
-  for (int32_t i = threadIdx.x + kVals * kConsumers; i < n; i += kConsumers) {
-    const float v = load(i);
-    ss += v * v;
-  }
-  ss = warp_sum(ss);
-  if (lane == 0) red[warp] = ss;
-  consumer_sync();
-  float total = 0.0f;
-#pragma unroll
-  for (int i = 0; i < kConsumerWarps; ++i) total += red[i];
-  const float inv = rsqrtf(total / static_cast<float>(n) + eps);
 #pragma unroll
   for (int j = 0; j < kVals; ++j) {
     const int32_t i = threadIdx.x + j * kConsumers;
-    if (i < n) x_s[i] = __float2bfloat16(xv[j] * inv * wv[j]);
+    if (i < n) x_s[i] = __float2bfloat16(xv[j] * wv[j]);
   }
-  for (int32_t i = threadIdx.x + kVals * kConsumers; i < n; i += kConsumers)
-    x_s[i] = __float2bfloat16(load(i) * inv * __ldg(w + i));
+  for (int32_t i = threadIdx.x + kVals * kConsumers; i < n; i += kConsumers) {
+    const float v = load(i);
+    ss += v * v;
+    x_s[i] = __float2bfloat16(v * __ldg(w + i));
+  }
+  ss = warp_sum(ss);
+  if (lane == 0) red[warp] = ss;
+}
+
+// rsqrt(mean x^2 + eps) of the last norm_to_shared, once the consumers have synchronised since.
+__device__ __forceinline__ float norm_scale(const float* red, int32_t n, float eps) {
+  float total = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kConsumerWarps; ++i) total += red[i];
+  return rsqrtf(total / static_cast<float>(n) + eps);
 }
 
 // The bf16 pairs of a phase's input (exchange words of tag `tag`) into shared memory.
