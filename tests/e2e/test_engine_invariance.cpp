@@ -118,7 +118,9 @@ void run_preemption_case(PreemptionMode mode) {
   auto runs = run_requests(*engine, reqs);
   const int64_t swaps = engine->metrics().preemptions_swap.load();
   const int64_t recomputes = engine->metrics().preemptions_recompute.load();
-  if (mode == PreemptionMode::kSwap) EXPECT_GT(swaps, 0);
+  if (mode == PreemptionMode::kSwap) {
+    EXPECT_GT(swaps, 0);
+  }
   if (mode == PreemptionMode::kRecompute) {
     EXPECT_GT(recomputes, 0);
     EXPECT_EQ(swaps, 0);

@@ -363,8 +363,11 @@ TEST(KvQuantInvariance, EngineAloneBatchedPreemptedPrefixCached) {
       auto runs = run_requests(*engine, reqs);
       const bool swap = mode == PreemptionMode::kSwap;
       const std::string what = name + (swap ? " swap" : " recompute");
-      if (swap) EXPECT_GT(engine->metrics().preemptions_swap.load(), 0) << what;
-      if (!swap) EXPECT_GT(engine->metrics().preemptions_recompute.load(), 0) << what;
+      if (swap) {
+        EXPECT_GT(engine->metrics().preemptions_swap.load(), 0) << what;
+      } else {
+        EXPECT_GT(engine->metrics().preemptions_recompute.load(), 0) << what;
+      }
       expect_same_run(alone[0], runs[0], what + ", request 0");
       expect_same_run(alone[1], runs[7], what + ", request 7");
       for (const auto& r : runs) EXPECT_EQ(r.tokens.size(), 16u) << what;
