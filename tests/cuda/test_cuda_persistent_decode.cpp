@@ -63,6 +63,12 @@ std::unique_ptr<Backend> make_backend(const ModelConfig& c, bool persistent, boo
   return dummy_cuda_backend(c, o);
 }
 
+// The kernel's default plan for this shape on this GPU.
+cuda::PersistentDecodePlan plan_for(const ModelConfig& c) {
+  return cuda::plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads,
+                                      c.num_kv_heads, c.head_dim);
+}
+
 // Skips unless the persistent kernel runs for this shape on this GPU.
 bool persistent_runs(const ModelConfig& c) {
   std::string why;
@@ -70,9 +76,7 @@ bool persistent_runs(const ModelConfig& c) {
                                         c.num_kv_heads, c.head_dim, cuda::KvCacheDtype::kBf16,
                                         &why))
     return false;
-  return cuda::plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads,
-                                      c.num_kv_heads, c.head_dim)
-             .grid > 0;
+  return plan_for(c).grid > 0;
 }
 
 void expect_close(const std::vector<float>& a, const std::vector<float>& b, int32_t vocab,
@@ -140,8 +144,7 @@ TEST(CudaPersistentDecode, LongContextsMatchToo) {
   LOOM_REQUIRE_GPU();
   const ModelConfig c = eight_kv_heads();
   if (!persistent_runs(c)) GTEST_SKIP() << "no persistent kernel on this GPU";
-  const cuda::PersistentDecodePlan plan = cuda::plan_persistent_decode(
-      c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim);
+  const cuda::PersistentDecodePlan plan = plan_for(c);
   const int32_t prompt = plan.attn_splits * 256 + 200;
   if (prompt + 8 > c.max_context) GTEST_SKIP() << "too many splits for this test's context";
   auto p = make_backend(c, true), r = make_backend(c, false);
@@ -157,8 +160,7 @@ TEST(CudaPersistentDecode, NewTokenAtAStageEdgeMatchesToo) {
   LOOM_REQUIRE_GPU();
   const ModelConfig c = eight_kv_heads();
   if (!persistent_runs(c)) GTEST_SKIP() << "no persistent kernel on this GPU";
-  const cuda::PersistentDecodePlan plan = cuda::plan_persistent_decode(
-      c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim);
+  const cuda::PersistentDecodePlan plan = plan_for(c);
   const int32_t stage_keys = cuda::persistent_kv_stage_keys(c.head_dim);
   int32_t alone = 0, after_stages = 0;  // contexts (keys, the new token's included)
   for (int32_t keys = 2; keys + 8 < c.max_context && (alone == 0 || after_stages == 0); ++keys) {
