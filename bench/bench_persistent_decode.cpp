@@ -11,7 +11,8 @@
 //
 //   build*/bench/bench_persistent_decode [llama-3.2-1b|llama-3.1-8b|config.json] [out.json]
 //       [--context N (keys attended, default 256)] [--vocab N (default 0: no output layer)]
-//       [--stages N (cap the ring)] [--in-flight N (copies in flight a CTA, at most)] [--trace]
+//       [--stages N (cap the ring)] [--in-flight N (copies in flight a CTA, at most)]
+//       [--splits N (the attention's context splits a KV head, at most)] [--trace]
 //       [--trace-diag D (the traced launch with diag bits D: where the time goes without parts)]
 //       [--diag D,D,...] (experiments, after the main figure: the launch time with each set of
 //       diag bits D, see PersistentDecodeArgs)
@@ -61,6 +62,7 @@ int main(int argc, char** argv) {
   bool trace = false;
   int32_t max_stages = 0;
   int32_t in_flight = 0;    // --in-flight: copies a producer keeps in flight at most (0: stages)
+  int32_t max_splits = 0;   // --splits: the attention's context splits a KV head, at most
   std::string diags;        // --diag
   uint32_t trace_diag = 0;  // --trace-diag
   int positional = 0;
@@ -74,6 +76,8 @@ int main(int argc, char** argv) {
       max_stages = std::atoi(argv[++i]);
     } else if (a == "--in-flight" && i + 1 < argc) {
       in_flight = std::atoi(argv[++i]);
+    } else if (a == "--splits" && i + 1 < argc) {
+      max_splits = std::atoi(argv[++i]);
     } else if (a == "--diag" && i + 1 < argc) {
       diags = argv[++i];
     } else if (a == "--trace-diag" && i + 1 < argc) {
@@ -104,6 +108,7 @@ int main(int argc, char** argv) {
   loom::cuda::PersistentDecodePlan plan = loom::cuda::plan_persistent_decode(
       c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim, max_stages);
   if (in_flight > 0) plan.in_flight = std::min(in_flight, plan.stages);
+  if (max_splits > 0) plan.attn_splits = std::min(max_splits, plan.attn_splits);
   if (plan.grid == 0) {
     std::fprintf(stderr, "no persistent kernel on this GPU (needs Hopper)\n");
     return 1;

@@ -416,11 +416,13 @@ __global__ void __launch_bounds__(kThreads, 1)
                              : phase == kGateUp ? tag(layer, 2)
                                                 : tag(L - 1, 4);
       // (Fewer registers for the norm where the attention takes 8 query heads a KV head.)
-      norm_to_shared<GM == 8 ? 8 : 16>(x_in ? nullptr : a.x, x_in, x_tag, check, norm_w, H, x_s,
-                                       red);
+      const bool check_x = check && !(phase == kQkv && (a.diag & kPersistentDiagNoXWait));
+      norm_for<GM == 8 ? 8 : 16>(x_in ? nullptr : a.x, x_in, x_tag, check_x, norm_w, H, x_s, red);
     } else if (phase == kO || phase == kDown) {
+      const bool check_in =
+          check && !(a.diag & (phase == kO ? kPersistentDiagNoAttnWait : kPersistentDiagNoActWait));
       pairs_to_shared(phase == kO ? attn_ll(layer) : act_ll(layer), phase == kO ? QD / 2 : F / 2,
-                      phase == kO ? tag(layer, 1) : tag(layer, 3), check, x_s);
+                      phase == kO ? tag(layer, 1) : tag(layer, 3), check_in, x_s);
     }
     consumer_sync();
     if (layer < L)

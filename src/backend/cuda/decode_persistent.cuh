@@ -238,6 +238,10 @@ inline PersistentDecodeArgs persistent_model_args(const ModelConfig& c) {
 
 constexpr uint32_t kPersistentDiagNoMath = 1, kPersistentDiagNoSync = 2, kPersistentDiagNoCopy = 4,
                    kPersistentDiagCudaCoreDot = 8;
+// One hand-over's wait taken out (the phase reads its input words as they are): the down phase's
+// for act, the O phase's for the attention, the QKV phase's for x (what each hand-over costs).
+constexpr uint32_t kPersistentDiagNoActWait = 16, kPersistentDiagNoAttnWait = 32,
+                   kPersistentDiagNoXWait = 64;
 
 // Trace points of a layer (PersistentDecodeArgs::trace), in order: each weight phase's start (its
 // loop iteration: the previous phase's outputs stored), its input in shared memory (the waits

@@ -47,8 +47,11 @@ __device__ __forceinline__ void release_stage(const Ring& ring) {
 struct RowSum {
   int32_t row = -1;  // segment row, -1: none yet
   int32_t acc_base = 0;
-  float partial = 0.0f;                                                      // CUDA-core products
-  float d1[4] = {0.0f, 0.0f, 0.0f, 0.0f}, d2[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // tensor-core
+  float partial = 0.0f;  // CUDA-core products
+  // Tensor-core sums, two chains each (even and odd slices), so that a stage's products are two
+  // dependent chains of four mma deep instead of eight (H200, 1B: 0.651 -> 0.647 ms at 192 keys;
+  // elsewhere within noise).
+  float d1[2][4] = {}, d2[2][4] = {};
 };
 
 __device__ __forceinline__ void flush(RowSum& rs, float* acc_warp) {
@@ -56,13 +59,18 @@ __device__ __forceinline__ void flush(RowSum& rs, float* acc_warp) {
   // The tensor-core sums (mma_tiles): lane 4g + g/2 holds the g-th and (8+g)-th pieces.
   const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
   float v = rs.partial;
-  if (c == g / 2) v += (g % 2 ? rs.d1[1] : rs.d1[0]) + (g % 2 ? rs.d2[3] : rs.d2[2]);
+  if (c == g / 2)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      v += (g % 2 ? rs.d1[h][1] : rs.d1[h][0]) + (g % 2 ? rs.d2[h][3] : rs.d2[h][2]);
   v = warp_sum(v);
   if (lane == 0) acc_warp[rs.acc_base + rs.row] += v;
   rs.row = -1;
   rs.partial = 0.0f;
 #pragma unroll
-  for (int i = 0; i < 4; ++i) rs.d1[i] = rs.d2[i] = 0.0f;
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) rs.d1[h][i] = rs.d2[h][i] = 0.0f;
 }
 
 // The dot product of a warp's 4 KB of one row (w, lane's address: + 16 * lane) with x (the
@@ -84,12 +92,20 @@ __device__ __forceinline__ void load_tiles(const char* w, const bf16* xk, TileFr
     ldmatrix_x4(f.b[u], xk + u * (kSliceBytes / 2));
   }
 }
+// x's fragments come as (B1 low, B1 high, B2 low, B2 high): the lanes' addresses of ldmatrix's
+// matrices 1 and 2 swapped (x_lane_offset), so that each B operand is a register pair as loaded.
 __device__ __forceinline__ void mma_tiles(const TileFragments& f, RowSum& rs) {
 #pragma unroll
   for (int u = 0; u < kTileSlices; ++u) {
-    mma_bf16(rs.d1, f.a[u], f.b[u][0], f.b[u][2]);
-    mma_bf16(rs.d2, f.a[u], f.b[u][1], f.b[u][3]);
+    mma_bf16(rs.d1[u % 2], f.a[u], f.b[u][0], f.b[u][1]);
+    mma_bf16(rs.d2[u % 2], f.a[u], f.b[u][2], f.b[u][3]);
   }
+}
+// A lane's element offset of x for load_tiles: 8 elements (16 bytes) a lane, ldmatrix's matrix
+// m (lanes 8m to 8m + 7) at elements [64m, 64m + 64), matrices 1 and 2 swapped.
+__device__ __forceinline__ int32_t x_lane_offset(int lane) {
+  const int m = lane / 8, swapped = m == 1 ? 2 : m == 2 ? 1 : m;
+  return (swapped * 8 + lane % 8) * 8;
 }
 
 // The CUDA-core form of load_tiles and mma_tiles (kPersistentDiagCudaCoreDot): eight independent
@@ -172,7 +188,7 @@ __device__ __forceinline__ void consume_phase(Ring& ring, const Segment* segs, i
           rs.acc_base = seg.acc_base;
         }
         const char* w = stage + warp * kWarpBytes + lane * 16;
-        const bf16* xk = x + col / 2 + lane * 8;
+        const bf16* xk = x + col / 2 + (ring.cuda_cores ? lane * 8 : x_lane_offset(lane));
         if (ring.cuda_cores) {
           dot_cuda_cores(w, xk, rs);
         } else {
@@ -203,26 +219,28 @@ __device__ __forceinline__ void consume_phase(Ring& ring, const Segment* segs, i
 // x and w are read once, together (one round trip to L2 on the critical path: w's loads are
 // issued before the wait for x, since the waits' loads are volatile and nothing moves past them):
 // kVals of each per thread stay in registers (n <= 256 kVals), the rest, if any, is read again.
-template <int kVals>
+// kExact: n == kVals * kConsumers (no element past n to leave out; see norm_for).
+template <int kVals, bool kExact>
 __device__ __forceinline__ void norm_to_shared(const float* x_f32, const uint64_t* x_ll,
                                                uint32_t tag, bool check, const float* w, int32_t n,
                                                bf16* x_s, float* red) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  // Element j of this thread: threadIdx.x + j * kConsumers (past n: a repeat of the last one).
-  auto index = [&](int32_t j) {
-    return min(static_cast<int32_t>(threadIdx.x) + j * kConsumers, n - 1);
+  // Element j of this thread: threadIdx.x + j * kConsumers; none past n (norm_for).
+  auto in_range = [&](int32_t j) {
+    return kExact || static_cast<int32_t>(threadIdx.x) + j * kConsumers < n;
   };
+  auto index = [&](int32_t j) { return static_cast<int32_t>(threadIdx.x) + j * kConsumers; };
   float xv[kVals], wv[kVals];
   // The weights first: their loads in flight while x is waited for.
 #pragma unroll
-  for (int j = 0; j < kVals; ++j) wv[j] = __ldg(w + index(j));
+  for (int j = 0; j < kVals; ++j) wv[j] = in_range(j) ? __ldg(w + index(j)) : 0.0f;
   if (x_f32) {
 #pragma unroll
-    for (int j = 0; j < kVals; ++j) xv[j] = __ldcg(x_f32 + index(j));
+    for (int j = 0; j < kVals; ++j) xv[j] = in_range(j) ? __ldcg(x_f32 + index(j)) : 0.0f;
   } else {
     const uint64_t* ps[kVals];
 #pragma unroll
-    for (int j = 0; j < kVals; ++j) ps[j] = x_ll + index(j);
+    for (int j = 0; j < kVals; ++j) ps[j] = in_range(j) ? x_ll + index(j) : nullptr;
     uint64_t v[kVals];
     ll_wait<kVals>(ps, tag, check, v);
 #pragma unroll
@@ -250,6 +268,25 @@ __device__ __forceinline__ void norm_to_shared(const float* x_f32, const uint64_
   if (lane == 0) red[warp] = ss;
 }
 
+// norm_to_shared with as many values a thread as n needs where that is 8 or 16 (hidden 2,048 or
+// 4,096), so that no thread loads past n: the loads past the end used to be repeats of a word in
+// range, which at hidden 2,048 (16 a thread) doubled the loads and the waits' reloads, and they
+// queue at L2 with every other CTA's (kernel at 192 keys, 1B: H200 0.667 -> 0.640 ms, H100 0.801
+// -> 0.773; 8B within 0.3%; repeats of the thread's own first word instead of the vector's last
+// gained nothing). kVals: the most a thread takes otherwise.
+template <int kVals>
+__device__ __forceinline__ void norm_for(const float* x_f32, const uint64_t* x_ll, uint32_t tag,
+                                         bool check, const float* w, int32_t n, bf16* x_s,
+                                         float* red) {
+  if (n == 8 * kConsumers) {
+    norm_to_shared<8, true>(x_f32, x_ll, tag, check, w, n, x_s, red);
+  } else if (kVals >= 16 && n == 16 * kConsumers) {
+    norm_to_shared<(kVals >= 16 ? 16 : kVals), true>(x_f32, x_ll, tag, check, w, n, x_s, red);
+  } else {
+    norm_to_shared<kVals, false>(x_f32, x_ll, tag, check, w, n, x_s, red);
+  }
+}
+
 // rsqrt(mean x^2 + eps) of the last norm_to_shared, once the consumers have synchronised since.
 __device__ __forceinline__ float norm_scale(const float* red, int32_t n, float eps) {
   float total = 0.0f;
@@ -261,14 +298,17 @@ __device__ __forceinline__ float norm_scale(const float* red, int32_t n, float e
 // The bf16 pairs of a phase's input (exchange words of tag `tag`) into shared memory.
 __device__ __forceinline__ void pairs_to_shared(const uint64_t* src, int32_t pairs, uint32_t tag,
                                                 bool check, bf16* x_s) {
-  constexpr int kBatch = 8;  // loads in flight a thread
+  // Loads in flight a thread: 16 (a 1B's act, 4,096 pairs, in one round trip: H200, 1B 0.641 ->
+  // 0.636 ms a launch; 8 before), their addresses computed again for a reload rather than held.
+  constexpr int kBatch = 16;
   uint32_t* d = reinterpret_cast<uint32_t*>(x_s);
   for (int32_t i0 = threadIdx.x; i0 < pairs; i0 += kBatch * kConsumers) {
-    const uint64_t* ps[kBatch];
-#pragma unroll
-    for (int j = 0; j < kBatch; ++j) ps[j] = src + min(i0 + j * kConsumers, pairs - 1);
+    // None past the end (norm_for).
+    auto word = [&](int j) -> const uint64_t* {
+      return i0 + j * kConsumers < pairs ? src + i0 + j * kConsumers : nullptr;
+    };
     uint64_t v[kBatch];
-    ll_wait<kBatch>(ps, tag, check, v);
+    ll_wait_at<kBatch>(word, tag, check, v);
 #pragma unroll
     for (int j = 0; j < kBatch; ++j)
       if (i0 + j * kConsumers < pairs) d[i0 + j * kConsumers] = static_cast<uint32_t>(v[j]);
