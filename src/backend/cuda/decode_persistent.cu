@@ -20,7 +20,7 @@ struct Layout {
   int32_t ctx = 0;      // the attention's AttentionContext
   int32_t layers = 0;   // PersistentLayer [kSmemLayers]: the first layers' weight pointers
   int32_t red = 0;      // f32 [kConsumerWarps]: the norm's partial sums; at byte 64 the u64
-                        // largest argmax key of the CTA's logits; at byte 72 its CtaShares
+                        // largest argmax key of the CTA's logits
   int32_t bars = 0;     // uint64 [2][stages]: full, empty
   int32_t total = 0;
 };
@@ -62,28 +62,6 @@ __device__ __forceinline__ int32_t share_begin(int32_t n, int32_t cta) {
 
 enum Phase { kQkv = 0, kO = 1, kGateUp = 2, kDown = 3, kLogits = 4 };
 
-// This CTA's output rows [begin, end) of each phase (Phase's order; the output layer's: its
-// vocabulary rows), worked out once a launch: share_begin is a 64-bit division, which at every
-// phase's start delayed its input's loads (H100, 8B: 4.861-4.866 -> 4.857-4.860 ms a launch).
-struct CtaShares {
-  int32_t begin[5], end[5];
-};
-static_assert(72 + sizeof(CtaShares) <= 128, "CtaShares sits in the layout's red area");
-
-// Threads 0-9 each work out one bound.
-__device__ __forceinline__ void compute_shares(const PersistentDecodeArgs& a, CtaShares* sh) {
-  if (threadIdx.x >= 10) return;
-  const int p = threadIdx.x / 2;
-  const int32_t rows = p == kQkv      ? (a.num_heads + 2 * a.num_kv_heads) * a.head_dim
-                       : p == kGateUp ? a.ffn
-                       : p == kLogits ? a.vocab
-                                      : a.hidden;
-  // gate_up: an even share (its outputs travel in bf16 pairs).
-  const int32_t unit = p == kGateUp ? 2 : 1;
-  const int32_t bound = share_begin(rows / unit, blockIdx.x + threadIdx.x % 2) * unit;
-  (threadIdx.x % 2 ? sh->end : sh->begin)[p] = bound;
-}
-
 // Rows of the output layer a chunk of the logits phase: at most acc_rows (the row sums' room),
 // rounded down to whole stages where that leaves at least one.
 __device__ __forceinline__ int32_t logits_chunk_rows(const PersistentDecodeArgs& a,
@@ -93,10 +71,10 @@ __device__ __forceinline__ int32_t logits_chunk_rows(const PersistentDecodeArgs&
 }
 
 // Chunk `c` of this CTA's rows of the output layer: false past the last one. rows: [*r0, *r1).
-__device__ __forceinline__ bool logits_chunk(const PersistentDecodeArgs& a, const CtaShares& sh,
-                                             int32_t acc_rows, int32_t c, Segment* seg, int32_t* r0,
-                                             int32_t* r1) {
-  const int32_t begin = sh.begin[kLogits], end = sh.end[kLogits];
+__device__ __forceinline__ bool logits_chunk(const PersistentDecodeArgs& a, int32_t acc_rows,
+                                             int32_t c, Segment* seg, int32_t* r0, int32_t* r1) {
+  const int32_t begin = share_begin(a.vocab, blockIdx.x),
+                end = share_begin(a.vocab, blockIdx.x + 1);
   const int32_t rows = logits_chunk_rows(a, acc_rows);
   *r0 = begin + c * rows;
   if (*r0 >= end) return false;
@@ -110,27 +88,31 @@ __device__ __forceinline__ bool logits_chunk(const PersistentDecodeArgs& a, cons
 // The segments of a weight phase for this CTA (both the producer and the consumers walk them);
 // returns how many (1 or 2). rows: the CTA's output rows [*r0, *r1).
 __device__ __forceinline__ int phase_segments(const PersistentDecodeArgs& a,
-                                              const PersistentLayer& w, const CtaShares& sh,
-                                              int phase, Segment* seg, int32_t* r0, int32_t* r1) {
+                                              const PersistentLayer& w, int phase, Segment* seg,
+                                              int32_t* r0, int32_t* r1) {
   const int32_t H = a.hidden, F = a.ffn, QD = a.num_heads * a.head_dim;
+  const int32_t NQKV = QD + 2 * a.num_kv_heads * a.head_dim;
+  const int cta = blockIdx.x;
   const bf16* base = nullptr;
-  int32_t in = 0;
+  int32_t rows = 0, in = 0;
   switch (phase) {
     case kQkv:
-      base = w.w_qkv, in = H;
+      base = w.w_qkv, rows = NQKV, in = H;
       break;
     case kO:
-      base = w.w_o, in = QD;
+      base = w.w_o, rows = H, in = QD;
       break;
     case kGateUp:
-      base = w.w_gate_up, in = H;
+      base = w.w_gate_up, rows = F, in = H;
       break;
     default:
-      base = w.w_down, in = F;
+      base = w.w_down, rows = H, in = F;
       break;
   }
-  *r0 = sh.begin[phase];
-  *r1 = sh.end[phase];
+  // gate_up: an even share (its outputs travel in bf16 pairs).
+  const int32_t unit = phase == kGateUp ? 2 : 1;
+  *r0 = share_begin(rows / unit, cta) * unit;
+  *r1 = share_begin(rows / unit, cta + 1) * unit;
   const int32_t n = *r1 - *r0;
   seg[0] = Segment{reinterpret_cast<const char*>(base + int64_t{*r0} * in), n * in * 2, in * 2, 0};
   if (phase != kGateUp) return 1;
@@ -161,7 +143,6 @@ struct StageJob {
 // attention (the order the consumers take them in).
 struct StreamCursor {
   const PersistentLayer* layers;  // the table in shared memory (layer_weights)
-  const CtaShares* shares;        // in shared memory
   int32_t acc_rows;               // KernelShape::acc_rows (the logits phase's chunks)
   int32_t kv_k0 = 0, kv_end = 0;  // ring_end: this CTA's keys in the ring, every layer
   int32_t layer = 0;              // num_layers: the output layer (a.logits set), its chunk `phase`
@@ -187,8 +168,8 @@ struct StreamCursor {
       if (nseg < 0) {
         int32_t r0, r1;
         if (layer < a.num_layers) {
-          nseg = phase_segments(a, layer_weights(a, layers, layer), *shares, phase, seg, &r0, &r1);
-        } else if (!logits_chunk(a, *shares, acc_rows, phase, seg, &r0, &r1)) {
+          nseg = phase_segments(a, layer_weights(a, layers, layer), phase, seg, &r0, &r1);
+        } else if (!logits_chunk(a, acc_rows, phase, seg, &r0, &r1)) {
           return false;
         } else {
           nseg = 1;
@@ -239,8 +220,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint64_t* empty = full + lay.stages;
   // The largest argmax key of this CTA's logits (a.argmax): past the norm's partial sums.
   unsigned long long* cta_best = reinterpret_cast<unsigned long long*>(smem + lay.red + 64);
-  CtaShares* shares = reinterpret_cast<CtaShares*>(smem + lay.red + 72);
-  compute_shares(a, shares);
   if (threadIdx.x == 0) {
     *cta_best = 0;
     for (int i = 0; i < lay.stages; ++i) {
@@ -269,7 +248,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (lane != 0) return;
     StreamCursor cursor;
     cursor.layers = layers;
-    cursor.shares = shares;
     cursor.acc_rows = shape.acc_rows;
     int32_t used = 0, kv_head = 0, split = 0, k1 = 0;
     if (attention_share(a, shape.splits, ctx.pos, &used, &kv_head, &split, &cursor.kv_k0, &k1))
@@ -383,7 +361,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // This CTA's rows of x (the O and down phases' output rows, the same share of H both times)
   // stay in shared memory, so their residual adds read nothing from global memory.
   float* own = reinterpret_cast<float*>(smem + lay.own);
-  const int32_t own0 = shares->begin[kO], own1 = shares->end[kO];
+  const int32_t own0 = share_begin(H, blockIdx.x), own1 = share_begin(H, blockIdx.x + 1);
   // The first layer's input: a.x, or the token's embedding row (a.embed), whose rows each CTA
   // hands the others as layer -1's output, so that the first norm reads it as every other.
   const bf16* embed_row = a.embed ? a.embed + int64_t{*a.token} * H : nullptr;
@@ -416,11 +394,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     const PersistentLayer* w = layer < L ? &layer_weights(a, layers, layer) : nullptr;
     int nseg = 1;
     if (layer < L) {
-      nseg = phase_segments(a, *w, *shares, phase, seg, &r0, &r1);
+      nseg = phase_segments(a, *w, phase, seg, &r0, &r1);
       if (phase == kQkv) mark(layer, kTraceQkvStart);
       if (phase == kGateUp) mark(layer, kTraceGateUpStart);
       if (phase == kDown) mark(layer, kTraceDownStart);
-    } else if (!a.logits || !logits_chunk(a, *shares, stride, chunk, seg, &r0, &r1)) {
+    } else if (!a.logits || !logits_chunk(a, stride, chunk, seg, &r0, &r1)) {
       break;
     }
     consumer_sync();  // every warp is done with the last epilogue's row sums and the scratch
