@@ -215,9 +215,10 @@ struct PersistentDecodeArgs {
   // Experiments (benchmarks only; zero in the backend): diag bits take parts out to see what
   // each costs, so the results are wrong: kPersistentDiagNoMath (consumers only wait for the
   // stages and free them), kPersistentDiagNoSync (no waiting for other CTAs, no attention),
-  // kPersistentDiagNoCopy (the producer completes each stage without copying);
-  // kPersistentDiagCudaCoreDot takes the products on the CUDA cores instead of the tensor cores
-  // (same results within rounding).
+  // kPersistentDiagNoCopy (the producer completes each stage without copying), and one
+  // hand-over's wait alone: kPersistentDiagNoActWait, kPersistentDiagNoAttnWait,
+  // kPersistentDiagNoXWait; kPersistentDiagCudaCoreDot takes the products on the CUDA cores
+  // instead of the tensor cores (same results within rounding).
   uint32_t diag = 0;
 };
 // The arguments' model fields (shape, norm epsilon, attention scale, RoPE pairing) from its
