@@ -105,8 +105,9 @@ int main(int argc, char** argv) {
                  why.c_str());
     return 1;
   }
-  loom::cuda::PersistentDecodePlan plan = loom::cuda::plan_persistent_decode(
-      c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim, max_stages);
+  loom::cuda::PersistentDecodePlan plan =
+      loom::cuda::plan_persistent_decode(c.num_layers, c.hidden_size, c.intermediate_size,
+                                         c.num_heads, c.num_kv_heads, c.head_dim, max_stages);
   if (in_flight > 0) plan.in_flight = std::min(in_flight, plan.stages);
   if (max_splits > 0) plan.attn_splits = std::min(max_splits, plan.attn_splits);
   if (plan.grid == 0) {

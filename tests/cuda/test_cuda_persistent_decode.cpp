@@ -65,7 +65,7 @@ std::unique_ptr<Backend> make_backend(const ModelConfig& c, bool persistent, boo
 
 // The kernel's default plan for this shape on this GPU.
 cuda::PersistentDecodePlan plan_for(const ModelConfig& c) {
-  return cuda::plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads,
+  return cuda::plan_persistent_decode(c.num_layers, c.hidden_size, c.intermediate_size, c.num_heads,
                                       c.num_kv_heads, c.head_dim);
 }
 

@@ -22,8 +22,8 @@ void CudaBackend::init_persistent_decode() {
                     why.c_str());
     return;
   }
-  persistent_plan_ = plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads,
-                                            c.num_kv_heads, c.head_dim);
+  persistent_plan_ = plan_persistent_decode(c.num_layers, c.hidden_size, c.intermediate_size,
+                                            c.num_heads, c.num_kv_heads, c.head_dim);
   if (persistent_plan_.grid == 0) {
     LOOM_LOG_INFO(
         "cuda backend: one-token steps layer by layer (no persistent kernel on this GPU)");
@@ -83,8 +83,8 @@ void CudaBackend::choose_persistent_ring() {
   if (options_.persistent_in_flight > 0) {
     if (options_.persistent_stages > 0) {
       const PersistentDecodePlan p =
-          plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads,
-                                 c.head_dim, options_.persistent_stages);
+          plan_persistent_decode(c.num_layers, c.hidden_size, c.intermediate_size, c.num_heads,
+                                 c.num_kv_heads, c.head_dim, options_.persistent_stages);
       if (p.grid > 0) persistent_plan_ = p;
     }
     persistent_plan_.in_flight = std::min(options_.persistent_in_flight, persistent_plan_.stages);
@@ -94,8 +94,8 @@ void CudaBackend::choose_persistent_ring() {
   // it fits.
   std::vector<PersistentDecodePlan> candidates;
   const PersistentDecodePlan deeper =
-      plan_persistent_decode(c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads,
-                             c.head_dim, persistent_plan_.stages + 1);
+      plan_persistent_decode(c.num_layers, c.hidden_size, c.intermediate_size, c.num_heads,
+                             c.num_kv_heads, c.head_dim, persistent_plan_.stages + 1);
   std::vector<PersistentDecodePlan> rings = {persistent_plan_};
   if (deeper.grid > 0 && deeper.stages > persistent_plan_.stages) rings.push_back(deeper);
   for (const PersistentDecodePlan& ring : rings) {

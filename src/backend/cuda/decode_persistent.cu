@@ -15,13 +15,18 @@ using namespace persistent_detail;
 struct Layout {
   int32_t stages = 0;
   int32_t scratch = 0;  // x as bf16 for the products; the attention's queries and warp partials
-  int32_t acc = 0;      // f32 [warps][acc_rows]: each consumer warp's row sums of the phase
-  int32_t own = 0;      // f32 [acc_rows]: this CTA's rows of the residual stream x
-  int32_t ctx = 0;      // the attention's AttentionContext
-  int32_t layers = 0;   // PersistentLayer [kSmemLayers]: the first layers' weight pointers
-  int32_t red = 0;      // f32 [kConsumerWarps]: the norm's partial sums; at byte 64 the u64
-                        // largest argmax key of the CTA's logits
-  int32_t bars = 0;     // uint64 [2][stages]: full, empty
+  // f32 [warps][acc_rows]: each consumer warp's row sums of a gate/up or output-layer phase,
+  // inside the scratch past x (hidden bf16), which is all those phases keep there: the down
+  // phase's input (ffn bf16) would otherwise set the scratch's size and the row sums' apart,
+  // and the room they leave takes a sixth ring stage at 8B (benchmarks-cuda.md, fourteenth round).
+  int32_t acc_wide = 0;
+  int32_t acc = 0;     // f32 [warps][narrow_rows]: the row sums of a QKV, O or down phase
+  int32_t own = 0;     // f32 [narrow_rows]: this CTA's rows of the residual stream x
+  int32_t ctx = 0;     // the attention's AttentionContext
+  int32_t layers = 0;  // PersistentLayer [min(layers, kSmemLayers)]: their weight pointers
+  int32_t red = 0;     // f32 [kConsumerWarps]: the norm's partial sums; at byte 64 the u64
+                       // largest argmax key of the CTA's logits
+  int32_t bars = 0;    // uint64 [2][stages]: full, empty
   int32_t total = 0;
 };
 
@@ -29,8 +34,9 @@ int32_t align_up(int64_t v, int64_t a) {
   return static_cast<int32_t>((v + a - 1) / a * a);
 }
 
-Layout make_layout(int32_t hidden, int32_t ffn, int32_t num_heads, int32_t num_kv_heads,
-                   int32_t head_dim, int32_t acc_rows, int32_t stages) {
+Layout make_layout(int32_t num_layers, int32_t hidden, int32_t ffn, int32_t num_heads,
+                   int32_t num_kv_heads, int32_t head_dim, int32_t acc_rows, int32_t narrow_rows,
+                   int32_t stages) {
   Layout l;
   l.stages = stages;
   const int64_t x_bytes = int64_t{std::max({hidden, ffn, num_heads * head_dim})} * 2;
@@ -41,12 +47,17 @@ Layout make_layout(int32_t hidden, int32_t ffn, int32_t num_heads, int32_t num_k
   const int64_t attn_bytes = 4 * (group * head_dim + int64_t{kConsumerWarps} * group * head_dim +
                                   int64_t{kConsumerWarps} * group * 2) +
                              int64_t{head_dim} * 16 + int64_t{head_dim} * 4;  // + new K, V
+  const int64_t wide_at = align_up(int64_t{hidden} * 2, 128);
+  const int64_t wide_end = wide_at + int64_t{kConsumerWarps} * acc_rows * 4;
   l.scratch = stages * kStageBytes;
-  l.acc = l.scratch + align_up(std::max(x_bytes, attn_bytes), 128);
-  l.own = l.acc + align_up(int64_t{kConsumerWarps} * acc_rows * 4, 128);
-  l.ctx = l.own + align_up(int64_t{acc_rows} * 4, 128);
+  l.acc_wide = l.scratch + static_cast<int32_t>(wide_at);
+  l.acc = l.scratch + align_up(std::max({x_bytes, attn_bytes, wide_end}), 128);
+  l.own = l.acc + align_up(int64_t{kConsumerWarps} * narrow_rows * 4, 128);
+  l.ctx = l.own + align_up(int64_t{narrow_rows} * 4, 128);
   l.layers = l.ctx + align_up(sizeof(AttentionContext), 128);
-  l.red = l.layers + align_up(int64_t{kSmemLayers} * sizeof(PersistentLayer), 128);
+  // Sized by the model (an 8B's 32 layers: 1.8 KB, not 7 KB), so the ring may take its room.
+  l.red = l.layers +
+          align_up(int64_t{std::min(num_layers, kSmemLayers)} * sizeof(PersistentLayer), 128);
   l.bars = l.red + 128;
   l.total = l.bars + 2 * stages * 8;
   return l;
@@ -205,8 +216,9 @@ struct KernelShape {
   Layout layout;
   PersistentExchange exchange;
   int32_t splits;
-  int32_t acc_rows;   // the stride of each warp's row sums
-  int32_t in_flight;  // PersistentDecodePlan::in_flight
+  int32_t acc_rows;     // the stride of each warp's row sums in Layout::acc_wide
+  int32_t narrow_rows;  // ... in Layout::acc
+  int32_t in_flight;    // PersistentDecodePlan::in_flight
 };
 
 // D: head_dim; GM: the most query heads per KV head (4 or 8: the attention's registers).
@@ -313,11 +325,12 @@ __global__ void __launch_bounds__(kThreads, 1)
             (a.diag & kPersistentDiagCudaCoreDot) != 0,
             0};
   bf16* x_s = reinterpret_cast<bf16*>(smem + lay.scratch);
-  float* acc = reinterpret_cast<float*>(smem + lay.acc);
   float* red = reinterpret_cast<float*>(smem + lay.red);
   const int32_t H = a.hidden, F = a.ffn, QD = a.num_heads * D;
-  const int32_t stride = shape.acc_rows;
-  float* acc_warp = acc + (threadIdx.x / 32) * stride;
+  // The phase's row sums (Layout::acc_wide or Layout::acc), set at each phase's start.
+  float* acc = nullptr;
+  int32_t stride = 0;
+  float* acc_warp = nullptr;
   auto zero_acc = [&] {
     for (int32_t i = threadIdx.x; i < kConsumerWarps * stride; i += kConsumers) acc[i] = 0.0f;
   };
@@ -398,9 +411,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (phase == kQkv) mark(layer, kTraceQkvStart);
       if (phase == kGateUp) mark(layer, kTraceGateUpStart);
       if (phase == kDown) mark(layer, kTraceDownStart);
-    } else if (!a.logits || !logits_chunk(a, stride, chunk, seg, &r0, &r1)) {
+    } else if (!a.logits || !logits_chunk(a, shape.acc_rows, chunk, seg, &r0, &r1)) {
       break;
     }
+    const bool wide = phase == kGateUp || phase == kLogits;
+    acc = reinterpret_cast<float*>(smem + (wide ? lay.acc_wide : lay.acc));
+    stride = wide ? shape.acc_rows : shape.narrow_rows;
+    acc_warp = acc + (threadIdx.x / 32) * stride;
     consumer_sync();  // every warp is done with the last epilogue's row sums and the scratch
     zero_acc();
     // The input: the RMSNorm of x (QKV and gate/up: x from the previous phase's exchange words,
@@ -535,11 +552,19 @@ int device_attribute(cudaDeviceAttr attr) {
   return v;
 }
 
+// PersistentDecodePlan::acc_rows: the gate/up phase's rows (and at least every other phase's,
+// so the output layer's chunks are no smaller than they were with one room for all).
 int32_t acc_rows_for(int32_t hidden, int32_t ffn, int32_t num_heads, int32_t num_kv_heads,
                      int32_t head_dim, int32_t grid) {
   const int64_t nqkv = int64_t{num_heads + 2 * num_kv_heads} * head_dim;
   return static_cast<int32_t>(
       std::max({ceil_div(nqkv, grid), ceil_div(hidden, grid), 4 * ceil_div(ffn / 2, grid)}));
+}
+// PersistentDecodePlan::narrow_rows: the QKV, O and down phases' rows.
+int32_t narrow_rows_for(int32_t hidden, int32_t num_heads, int32_t num_kv_heads, int32_t head_dim,
+                        int32_t grid) {
+  const int64_t nqkv = int64_t{num_heads + 2 * num_kv_heads} * head_dim;
+  return static_cast<int32_t>(std::max(ceil_div(nqkv, grid), ceil_div(hidden, grid)));
 }
 
 }  // namespace
@@ -576,15 +601,17 @@ bool persistent_decode_supports(int32_t hidden, int32_t ffn, int32_t num_heads,
   return why->empty();
 }
 
-PersistentDecodePlan plan_persistent_decode(int32_t hidden, int32_t ffn, int32_t num_heads,
-                                            int32_t num_kv_heads, int32_t head_dim,
-                                            int32_t max_stages) {
+PersistentDecodePlan plan_persistent_decode(int32_t num_layers, int32_t hidden, int32_t ffn,
+                                            int32_t num_heads, int32_t num_kv_heads,
+                                            int32_t head_dim, int32_t max_stages) {
   PersistentDecodePlan p;
   if (device_attribute(cudaDevAttrComputeCapabilityMajor) < 9) return p;
   const int32_t sms = device_attribute(cudaDevAttrMultiProcessorCount);
   const int32_t smem_max = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
-  const int32_t acc_rows = acc_rows_for(hidden, ffn, num_heads, num_kv_heads, head_dim, sms);
-  const Layout none = make_layout(hidden, ffn, num_heads, num_kv_heads, head_dim, acc_rows, 0);
+  const int32_t acc_rows = acc_rows_for(hidden, ffn, num_heads, num_kv_heads, head_dim, sms),
+                narrow_rows = narrow_rows_for(hidden, num_heads, num_kv_heads, head_dim, sms);
+  const Layout none = make_layout(num_layers, hidden, ffn, num_heads, num_kv_heads, head_dim,
+                                  acc_rows, narrow_rows, 0);
   const int32_t fit = std::min(kMaxStages, (smem_max - none.total) / (kStageBytes + 16));
   const int32_t stages = std::min(fit, max_stages > 0 ? max_stages : kRingStages);
   if (stages < 3) return p;  // too little shared memory to stream ahead
@@ -592,8 +619,10 @@ PersistentDecodePlan plan_persistent_decode(int32_t hidden, int32_t ffn, int32_t
   p.stages = stages;
   p.in_flight = std::min(stages, kRingInFlight);
   p.acc_rows = acc_rows;
-  p.smem_bytes = static_cast<size_t>(
-      make_layout(hidden, ffn, num_heads, num_kv_heads, head_dim, acc_rows, stages).total);
+  p.narrow_rows = narrow_rows;
+  p.smem_bytes = static_cast<size_t>(make_layout(num_layers, hidden, ffn, num_heads, num_kv_heads,
+                                                 head_dim, acc_rows, narrow_rows, stages)
+                                         .total);
   p.attn_splits = std::clamp(sms / num_kv_heads, 1, kMaxSplits);
   p.workspace_bytes =
       persistent_exchange(hidden, ffn, num_heads, num_kv_heads, head_dim, p.attn_splits).bytes;
@@ -611,12 +640,13 @@ void launch_persistent_decode(const PersistentDecodeArgs& a, const PersistentDec
   LOOM_CHECK(!a.argmax || a.logits, "persistent decode: an argmax without logits");
   LOOM_CHECK(!a.embed == !a.token, "persistent decode: the embedding needs its table and token");
   KernelShape shape;
-  shape.layout =
-      make_layout(a.hidden, a.ffn, a.num_heads, a.num_kv_heads, a.head_dim, p.acc_rows, p.stages);
+  shape.layout = make_layout(a.num_layers, a.hidden, a.ffn, a.num_heads, a.num_kv_heads, a.head_dim,
+                             p.acc_rows, p.narrow_rows, p.stages);
   shape.splits = p.attn_splits;
   shape.exchange =
       persistent_exchange(a.hidden, a.ffn, a.num_heads, a.num_kv_heads, a.head_dim, p.attn_splits);
   shape.acc_rows = p.acc_rows;
+  shape.narrow_rows = p.narrow_rows;
   shape.in_flight = p.in_flight > 0 ? std::min(p.in_flight, p.stages) : p.stages;
   LOOM_CHECK(static_cast<size_t>(shape.layout.total) == p.smem_bytes);
   const bool small_group = a.num_heads / a.num_kv_heads <= 4;

@@ -129,7 +129,8 @@ struct PersistentDecodePlan {
   int32_t stages = 0;           // ring stages of kPersistentStageBytes per CTA
   int32_t in_flight = 0;        // copies a CTA's producer keeps in flight at most (<= stages)
   int32_t attn_splits = 0;      // context splits per KV head
-  int32_t acc_rows = 0;         // most accumulator rows a CTA needs in one phase
+  int32_t acc_rows = 0;         // most row sums a CTA keeps in a gate/up or output-layer phase
+  int32_t narrow_rows = 0;      // ... in a QKV, O or down phase (and its rows of x)
   size_t smem_bytes = 0;        // dynamic shared memory per CTA
   int64_t workspace_bytes = 0;  // PersistentDecodeArgs::workspace (PersistentExchange)
 };
@@ -276,9 +277,9 @@ bool persistent_decode_supports(int32_t hidden, int32_t ffn, int32_t num_heads,
 // The launch shape on the current device; grid == 0 when the device cannot run it (before
 // Hopper, or too little shared memory). max_stages > 0: a ring of that many stages (as many as
 // fit, at most) instead of the default (benchmarks).
-PersistentDecodePlan plan_persistent_decode(int32_t hidden, int32_t ffn, int32_t num_heads,
-                                            int32_t num_kv_heads, int32_t head_dim,
-                                            int32_t max_stages = 0);
+PersistentDecodePlan plan_persistent_decode(int32_t num_layers, int32_t hidden, int32_t ffn,
+                                            int32_t num_heads, int32_t num_kv_heads,
+                                            int32_t head_dim, int32_t max_stages = 0);
 
 void launch_persistent_decode(const PersistentDecodeArgs& args, const PersistentDecodePlan& plan,
                               cudaStream_t stream);
