@@ -2,6 +2,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "backend/cuda/attention_block_mma.cuh"
 #include "backend/cuda/attention_decode_mma.cuh"
 #include "backend/cuda/mma_sm80.cuh"
 #include "backend/cuda/pdl_launch.cuh"
@@ -44,15 +45,6 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kBlockKeys = 16;  // keys per warp per step
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
-
-// Pairs bf16 halves of two words: kLow takes both low halves, kHigh both high halves; the first
-// word's half lands in the low half of the result.
-constexpr uint32_t kLowHalves = 0x5410u;
-constexpr uint32_t kHighHalves = 0x7632u;
-
-__device__ __forceinline__ uint32_t word(const uint4& v, int i) {
-  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
-}
 
 // A 16-byte shared-memory load the compiler keeps where it is written (volatile): hoisted out of
 // the key loop it would hold its registers across the loop.
@@ -179,81 +171,8 @@ __global__ void __launch_bounds__(kThreads, min_blocks<D, kHeadTiles>())
           vr[i][hh] = p ? load16(p + kv_stride + (8 * g + 64 * hh) * 2) : make_uint4(0, 0, 0, 0);
       }
 
-      // S = Q K^T (base-2 logits): s[n] = S[head g (+8)][keys 8n + 2c, +1].
-      float s[2][4];
-#pragma unroll
-      for (int n = 0; n < 2; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[n][e] = 0.0f;
-#pragma unroll
-      for (int h = 0; h < D / 32; ++h) {
-        const uint4 q0 = lds128(&q_s[0][h][lane]);
-        const uint4 q1 =
-            kHeadTiles > 1 ? lds128(&q_s[kHeadTiles - 1][h][lane]) : make_uint4(0, 0, 0, 0);
-#pragma unroll
-        for (int j = 0; j < 2; ++j) {  // k-step 2h + j
-          const uint32_t qa[4] = {word(q0, 2 * j), word(q1, 2 * j), word(q0, 2 * j + 1),
-                                  word(q1, 2 * j + 1)};
-#pragma unroll
-          for (int n = 0; n < 2; ++n)
-            mma_bf16(s[n], qa, word(kr[n][h], 2 * j), word(kr[n][h], 2 * j + 1));
-        }
-      }
-      if (kb + kBlockKeys > k_end) {  // warp-uniform: the split's last block
-#pragma unroll
-        for (int n = 0; n < 2; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e)
-            if (kb + 8 * n + 2 * c + (e & 1) >= k_end) s[n][e] = -INFINITY;
-      }
-
-      // Online softmax per S row (head g + 8 ht; the 4 lanes of a row hold its 16 keys). Key kb is
-      // valid, so the row max is finite; the guard keeps -inf - -inf out all the same.
-      float alpha[kHeadTiles];
-      uint32_t pb[kHeadTiles][2];  // P^T's B fragment: keys 2c, 2c+1 / 2c+8, 2c+9 of head g + 8 ht
-#pragma unroll
-      for (int ht = 0; ht < kHeadTiles; ++ht) {
-        float mx =
-            fmaxf(fmaxf(s[0][2 * ht], s[0][2 * ht + 1]), fmaxf(s[1][2 * ht], s[1][2 * ht + 1]));
-        mx = fmaxf(mx, m[ht]);
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float ref = mx == -INFINITY ? 0.0f : mx;
-        alpha[ht] = exp2f(m[ht] - ref);  // 0 while m was -inf
-        m[ht] = mx;
-        const float p00 = exp2f(s[0][2 * ht] - ref), p01 = exp2f(s[0][2 * ht + 1] - ref);
-        const float p10 = exp2f(s[1][2 * ht] - ref), p11 = exp2f(s[1][2 * ht + 1] - ref);
-        l[ht] = l[ht] * alpha[ht] + ((p00 + p01) + (p10 + p11));
-        pb[ht][0] = pack_bf16(p00, p01);
-        pb[ht][1] = pack_bf16(p10, p11);
-      }
-
-      // O^T's columns are heads 8 ht + 2c, + 1, whose rescale factors live in lanes 4 (2c) and
-      // 4 (2c + 1) (S row g = 2c, 2c + 1).
-#pragma unroll
-      for (int ht = 0; ht < kHeadTiles; ++ht) {
-        const float a0 = __shfl_sync(0xffffffffu, alpha[ht], 8 * c);
-        const float a1 = __shfl_sync(0xffffffffu, alpha[ht], 8 * c + 4);
-#pragma unroll
-        for (int mt = 0; mt < D / 16; ++mt) {
-          o[ht][mt][0] *= a0;
-          o[ht][mt][1] *= a1;
-          o[ht][mt][2] *= a0;
-          o[ht][mt][3] *= a1;
-        }
-      }
-
-      // O^T += V^T P^T.
-#pragma unroll
-      for (int mt = 0; mt < D / 16; ++mt) {
-        const int hh = mt / 4, j = mt % 4;
-        const uint32_t w0 = word(vr[0][hh], j), w1 = word(vr[1][hh], j);
-        const uint32_t w8 = word(vr[2][hh], j), w9 = word(vr[3][hh], j);
-        const uint32_t va[4] = {__byte_perm(w0, w1, kLowHalves), __byte_perm(w0, w1, kHighHalves),
-                                __byte_perm(w8, w9, kLowHalves), __byte_perm(w8, w9, kHighHalves)};
-#pragma unroll
-        for (int ht = 0; ht < kHeadTiles; ++ht) mma_bf16(o[ht][mt], va, pb[ht][0], pb[ht][1]);
-      }
+      attention_mma::attend_key_block<D, kHeadTiles>(
+          kr, vr, [&](int h, int ht) { return lds128(&q_s[ht][h][lane]); }, kb, k_end, o, m, l);
     }
   };
   if (bs % kBlockKeys == 0)

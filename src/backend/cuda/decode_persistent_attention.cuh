@@ -4,6 +4,7 @@
 // the merge of the splits by split 0 of each head. Included by decode_persistent.cu only.
 #pragma once
 
+#include "backend/cuda/attention_block_mma.cuh"
 #include "backend/cuda/decode_persistent_consumer.cuh"
 #include "backend/cuda/decode_persistent_device.cuh"
 #include "backend/cuda/mma_sm80.cuh"
@@ -224,25 +225,18 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
   }
   consumer_sync();
 
-  // Online softmax over the split's keys on the tensor cores (as attention_decode_mma.cu), their
-  // K and V rows read from the ring's stages (and the new token's from new_kv).
-  //   S = Q K^T: two n-tiles of 8 keys; lane (g, cl) loads keys 8n + g at dims [8 cl + 32 hq, +8).
-  //   O^T = V^T P^T: lane (g, cl) loads the V rows of keys 2cl, 2cl + 1, 2cl + 8, 2cl + 9 at dims
-  //   [8 g + 64 hh, +8); S's accumulators are P^T's B fragment as they are.
-  // o[mt][e]: O[head 2cl + (e & 1)][dim 8g + 64 (mt / 4) + 2 (mt % 4) + (e >> 1)]; m_r, l_r: S
-  // row g's running maximum (base 2) and this lane's share of its sum.
+  // Online softmax over the split's keys on the tensor cores (attention_block_mma.cuh, one head
+  // tile), their K and V rows read from the ring's stages (and the new token's from new_kv).
+  // o[0][mt][e]: O[head 2cl + (e & 1)][dim 8g + 64 (mt / 4) + 2 (mt % 4) + (e >> 1)]; m[0], l[0]:
+  // S row g's running maximum (base 2) and this lane's share of its sum.
   const int g = lane / 4, cl = lane % 4;
   constexpr int32_t kRowBytes = D * 2;
-  constexpr uint32_t kLowHalves = 0x5410u, kHighHalves = 0x7632u;  // __byte_perm selectors
-  auto part_of = [](const uint4& v, int i) {                       // 32-bit word i
-    return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
-  };
-  float o[D / 16][4];
+  float o[1][D / 16][4];
 #pragma unroll
   for (int mt = 0; mt < D / 16; ++mt)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) o[mt][e] = 0.0f;
-  float m_r = -INFINITY, l_r = 0.0f;
+    for (int e = 0; e < 4; ++e) o[0][mt][e] = 0.0f;
+  float m[1] = {-INFINITY}, l[1] = {0.0f};
   // The block of keys [kb, kb + 16) from `stage` (keys [ks0, ...) of the ring) and the new
   // token's rows (new_kv); keys at or past k1 are zeros, weight 0.
   auto attend_block = [&](int32_t kb, const char* stage, int32_t ks0) {
@@ -271,57 +265,8 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
       for (int hh = 0; hh < D / 64; ++hh)
         vr[i][hh] = p ? lds128(p + v_offset(x) + (8 * g + 64 * hh) * 2) : make_uint4(0, 0, 0, 0);
     }
-    // S (base-2 logits): s[n][0, 1] = S[head g][keys kb + 8n + 2cl, + 1] (s[n][2, 3]: zero rows).
-    float s[2][4];
-#pragma unroll
-    for (int n = 0; n < 2; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[n][e] = 0.0f;
-#pragma unroll
-    for (int hq = 0; hq < D / 32; ++hq) {
-      const uint4 q0 = q_f[hq * 32 + lane];
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        const uint32_t qa[4] = {part_of(q0, 2 * j), 0u, part_of(q0, 2 * j + 1), 0u};
-#pragma unroll
-        for (int n = 0; n < 2; ++n)
-          mma_bf16(s[n], qa, part_of(kr[n][hq], 2 * j), part_of(kr[n][hq], 2 * j + 1));
-      }
-    }
-    if (kb + 16 > k1) {  // warp-uniform: the split's last block
-#pragma unroll
-      for (int n = 0; n < 2; ++n)
-#pragma unroll
-        for (int e = 0; e < 2; ++e)
-          if (kb + 8 * n + 2 * cl + e >= k1) s[n][e] = -INFINITY;
-    }
-    // Key kb is in the split, so every row's maximum is finite.
-    float mx = fmaxf(fmaxf(s[0][0], s[0][1]), fmaxf(s[1][0], s[1][1]));
-    mx = fmaxf(mx, m_r);
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float alpha = exp2f(m_r - mx);  // 0 while m_r is -inf
-    m_r = mx;
-    const float p00 = exp2f(s[0][0] - mx), p01 = exp2f(s[0][1] - mx);
-    const float p10 = exp2f(s[1][0] - mx), p11 = exp2f(s[1][1] - mx);
-    l_r = l_r * alpha + ((p00 + p01) + (p10 + p11));
-    const uint32_t pb0 = pack_bf16(p00, p01), pb1 = pack_bf16(p10, p11);
-    // O^T's columns are heads 2cl, 2cl + 1, whose rescale factors are in lanes 8cl, 8cl + 4.
-    const float a0 = __shfl_sync(0xffffffffu, alpha, 8 * cl);
-    const float a1 = __shfl_sync(0xffffffffu, alpha, 8 * cl + 4);
-#pragma unroll
-    for (int mt = 0; mt < D / 16; ++mt) {
-      o[mt][0] *= a0;
-      o[mt][1] *= a1;
-      o[mt][2] *= a0;
-      o[mt][3] *= a1;
-      const int hh = mt / 4, j = mt % 4;
-      const uint32_t w0 = part_of(vr[0][hh], j), w1 = part_of(vr[1][hh], j);
-      const uint32_t w8 = part_of(vr[2][hh], j), w9 = part_of(vr[3][hh], j);
-      const uint32_t va[4] = {__byte_perm(w0, w1, kLowHalves), __byte_perm(w0, w1, kHighHalves),
-                              __byte_perm(w8, w9, kLowHalves), __byte_perm(w8, w9, kHighHalves)};
-      mma_bf16(o[mt], va, pb0, pb1);
-    }
+    attention_mma::attend_key_block<D, 1>(
+        kr, vr, [&](int hq, int) { return q_f[hq * 32 + lane]; }, kb, k1, o, m, l);
   };
   // The ring's stages of this split's keys, in order; warp w takes the stage's 16-key blocks w,
   // w + 8, ... Then the new token's block if no stage held it (it starts a block).
@@ -337,7 +282,8 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
   }
   if (k0 <= pos && pos < k1 && pos >= k0 + stages * kStageKeys && warp == 0)
     attend_block(pos, nullptr, pos);
-  l_r += __shfl_xor_sync(0xffffffffu, l_r, 1);
+  const float m_r = m[0];
+  float l_r = l[0] + __shfl_xor_sync(0xffffffffu, l[0], 1);
   l_r += __shfl_xor_sync(0xffffffffu, l_r, 2);
 
   // The warps' partials meet in shared memory (a warp without keys: m -inf, l 0, o 0).
@@ -349,12 +295,12 @@ __device__ void attention(const PersistentDecodeArgs& a, const AttentionContext&
   for (int mt = 0; mt < D / 16; ++mt) {
     const int32_t d = 8 * g + 64 * (mt / 4) + 2 * (mt % 4);
     if (2 * cl < G) {
-      part[(warp * G + 2 * cl) * D + d] = o[mt][0];
-      part[(warp * G + 2 * cl) * D + d + 1] = o[mt][2];
+      part[(warp * G + 2 * cl) * D + d] = o[0][mt][0];
+      part[(warp * G + 2 * cl) * D + d + 1] = o[0][mt][2];
     }
     if (2 * cl + 1 < G) {
-      part[(warp * G + 2 * cl + 1) * D + d] = o[mt][1];
-      part[(warp * G + 2 * cl + 1) * D + d + 1] = o[mt][3];
+      part[(warp * G + 2 * cl + 1) * D + d] = o[0][mt][1];
+      part[(warp * G + 2 * cl + 1) * D + d + 1] = o[0][mt][3];
     }
   }
   consumer_sync();
