@@ -552,19 +552,16 @@ int device_attribute(cudaDeviceAttr attr) {
   return v;
 }
 
-// PersistentDecodePlan::acc_rows: the gate/up phase's rows (and at least every other phase's,
-// so the output layer's chunks are no smaller than they were with one room for all).
-int32_t acc_rows_for(int32_t hidden, int32_t ffn, int32_t num_heads, int32_t num_kv_heads,
-                     int32_t head_dim, int32_t grid) {
-  const int64_t nqkv = int64_t{num_heads + 2 * num_kv_heads} * head_dim;
-  return static_cast<int32_t>(
-      std::max({ceil_div(nqkv, grid), ceil_div(hidden, grid), 4 * ceil_div(ffn / 2, grid)}));
-}
 // PersistentDecodePlan::narrow_rows: the QKV, O and down phases' rows.
 int32_t narrow_rows_for(int32_t hidden, int32_t num_heads, int32_t num_kv_heads, int32_t head_dim,
                         int32_t grid) {
   const int64_t nqkv = int64_t{num_heads + 2 * num_kv_heads} * head_dim;
   return static_cast<int32_t>(std::max(ceil_div(nqkv, grid), ceil_div(hidden, grid)));
+}
+// PersistentDecodePlan::acc_rows: the gate/up phase's rows (and at least every other phase's,
+// so the output layer's chunks are no smaller than they were with one room for all).
+int32_t acc_rows_for(int32_t narrow_rows, int32_t ffn, int32_t grid) {
+  return std::max(narrow_rows, static_cast<int32_t>(4 * ceil_div(ffn / 2, grid)));
 }
 
 }  // namespace
@@ -608,8 +605,8 @@ PersistentDecodePlan plan_persistent_decode(int32_t num_layers, int32_t hidden, 
   if (device_attribute(cudaDevAttrComputeCapabilityMajor) < 9) return p;
   const int32_t sms = device_attribute(cudaDevAttrMultiProcessorCount);
   const int32_t smem_max = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
-  const int32_t acc_rows = acc_rows_for(hidden, ffn, num_heads, num_kv_heads, head_dim, sms),
-                narrow_rows = narrow_rows_for(hidden, num_heads, num_kv_heads, head_dim, sms);
+  const int32_t narrow_rows = narrow_rows_for(hidden, num_heads, num_kv_heads, head_dim, sms),
+                acc_rows = acc_rows_for(narrow_rows, ffn, sms);
   const Layout none = make_layout(num_layers, hidden, ffn, num_heads, num_kv_heads, head_dim,
                                   acc_rows, narrow_rows, 0);
   const int32_t fit = std::min(kMaxStages, (smem_max - none.total) / (kStageBytes + 16));
