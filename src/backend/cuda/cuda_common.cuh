@@ -28,6 +28,17 @@ inline int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
 }
 
+// The current device's SM count, looked up once (the backend runs on one device a process).
+inline int device_sms() {
+  static const int n = [] {
+    int dev = 0, sms = 0;
+    LOOM_CUDA_CHECK(cudaGetDevice(&dev));
+    LOOM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    return sms;
+  }();
+  return n;
+}
+
 // Programmatic dependent launch (Hopper; no-ops on older GPUs). A kernel launched with
 // launch_pdl() (pdl_launch.cuh) may start while the previous kernel on its stream is still
 // running; it must call pdl_wait() before it reads anything an earlier kernel wrote or writes

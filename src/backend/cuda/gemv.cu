@@ -129,16 +129,6 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a, bool preload
   }
 }
 
-int device_sms() {
-  static const int n = [] {
-    int dev = 0, sms = 0;
-    LOOM_CUDA_CHECK(cudaGetDevice(&dev));
-    LOOM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    return sms;
-  }();
-  return n;
-}
-
 int device_smem_per_sm() {
   static const int n = [] {
     int dev = 0, bytes = 0;

@@ -161,17 +161,11 @@ __global__ void __launch_bounds__(kThreads) rope_kv_kernel(RopeKvArgs a) {
 // busy already, and more blocks, each computing its own sin / cos table, were slower (H100, 256
 // sequences: 8B 10.91 -> 10.98 ms a step, prefill -2%).
 int32_t rope_kv_chunks(const RopeKvArgs& a) {
-  static const int32_t sms = [] {
-    int dev = 0, n = 0;
-    LOOM_CUDA_CHECK(cudaGetDevice(&dev));
-    LOOM_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-    return n;
-  }();
   const int32_t half = a.cache.head_dim / 2;
   const int32_t pairs = (a.num_heads + (a.cache.quantized() ? 0 : a.cache.num_kv_heads)) * half;
   const int32_t needed = (pairs + kThreads - 1) / kThreads;
-  const int32_t room = 2 * sms / std::max(1, a.num_tokens);
-  return std::clamp(std::min(needed, room), 1, needed > 0 ? needed : 1);
+  const int32_t room = 2 * device_sms() / std::max(1, a.num_tokens);
+  return std::max(1, std::min(needed, room));
 }
 
 }  // namespace
