@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 #define CHECK(x)                                                                               \
   do {                                                                                         \
@@ -35,7 +36,7 @@
 
 constexpr int kThreads = 288;
 
-// Every CTA counts itself in, then waits (at most ~50 ms) for gridDim.x arrivals: resident[0]
+// Every CTA counts itself in, then waits (at most ~50 ms) for gridDim.x arrivals: *fewest
 // gets the arrivals seen by the CTA that saw the fewest.
 __global__ void __launch_bounds__(kThreads, 1) residency_kernel(unsigned* count, unsigned* fewest) {
   extern __shared__ char smem[];
